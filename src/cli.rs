@@ -1,0 +1,59 @@
+//! The command line, as argh sees it: flags, their defaults and their help text.
+//!
+//! Nothing here is checked beyond what argh parses; `config` turns these raw values into
+//! settings and names the flag when one is wrong.
+
+use argh::FromArgs;
+
+/// Writes Mabel the diving monkey's breaths to a MongoDB replica set, and keeps writing
+/// through a primary failover without losing or doubling a breath.
+#[derive(FromArgs, Debug, PartialEq)]
+pub struct Mabel {
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand)]
+pub enum Command {
+    Run(Run),
+}
+
+/// Measure a breath every interval and write it, retrying through failovers.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "run")]
+pub struct Run {
+    /// connection string (default: $MONGODB_URI, else
+    /// mongodb://localhost:27017,localhost:27018,localhost:27019/?replicaSet=rs0)
+    #[argh(option)]
+    pub uri: Option<String>,
+
+    /// database to write to (default: mabel)
+    #[argh(option, default = "String::from(\"mabel\")")]
+    pub db: String,
+
+    /// collection to write to (default: breaths)
+    #[argh(option, default = "String::from(\"breaths\")")]
+    pub collection: String,
+
+    /// seconds between breaths, decimals allowed (default: 1)
+    #[argh(option, default = "1.0")]
+    pub interval: f64,
+
+    /// attempts per breath before giving up (default: 60)
+    #[argh(option, default = "60")]
+    pub attempts: u32,
+
+    /// longest wait for a writable primary between attempts, in seconds (default: 5)
+    #[argh(option, default = "5.0")]
+    pub retry_wait: f64,
+
+    /// stop after this many breaths are confirmed (default: run until stopped)
+    #[argh(option)]
+    pub count: Option<u64>,
+
+    /// w of the write concern: majority or a number of members (default: the URI's w,
+    /// else majority; j: true unless the URI sets journal=false)
+    #[argh(option)]
+    pub write_concern: Option<String>,
+}

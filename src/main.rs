@@ -1,0 +1,153 @@
+//! mabel writes Mabel the diving monkey's breaths to a MongoDB replica set, one a second, and
+//! keeps writing through a primary failover without losing or doubling one.
+//!
+//! `run` below is the seed's loop: sleep, measure a breath, try hard to write it, say so.
+//! Everything that decides how hard to try lives in `retry`.
+
+mod breath;
+mod cli;
+mod client;
+mod config;
+mod retry;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::{fmt, thread};
+
+use bson::oid::ObjectId;
+use log::warn;
+
+use breath::Breath;
+use config::Settings;
+use retry::{Policy, SystemClock};
+
+fn main() -> ExitCode {
+    init_logging();
+    match try_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Help) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn try_main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let command = parse(&args)?;
+    match command {
+        cli::Command::Run(args) => {
+            let settings = Settings::from_args(args, std::env::var("MONGODB_URI").ok())
+                .map_err(|e| Error::BadInput(e.to_string()))?;
+            run(&settings)
+        }
+    }
+}
+
+/// The seed's loop.
+fn run(settings: &Settings) -> Result<(), Error> {
+    let breaths = client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let policy = Policy {
+        attempts: settings.attempts,
+        retry_wait: settings.retry_wait,
+    };
+    let mut confirmed = 0;
+    loop {
+        thread::sleep(settings.interval);
+        let breath = Breath::new();
+        let written = retry::insert(
+            &policy,
+            &mut SystemClock,
+            || breaths.insert_one(breath.to_document()).run().map(drop),
+            |attempt, error| {
+                let error = retry::describe(error);
+                warn!("Warning {error} (attempt {attempt} of {})", policy.attempts)
+            },
+        )
+        .map_err(|failure| Error::CouldntWrite {
+            id: breath.id,
+            failure,
+        })?;
+        println!(
+            "wrote {} time {} oxygen {:.4} attempts {}{}",
+            breath.id,
+            breath.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            breath.oxygen,
+            written.attempts,
+            if written.already_written {
+                " (already written)"
+            } else {
+                ""
+            },
+        );
+        confirmed += 1;
+        if settings.count == Some(confirmed) {
+            return Ok(());
+        }
+    }
+}
+
+/// Parses the command line; `--help` is an early exit, not an error.
+fn parse(args: &[String]) -> Result<cli::Command, Error> {
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (name, rest) = strs.split_first().unwrap_or((&"mabel", &[]));
+    match <cli::Mabel as argh::FromArgs>::from_args(&[name], rest) {
+        Ok(mabel) => Ok(mabel.command),
+        Err(exit) if exit.status.is_ok() => {
+            print!("{}", exit.output);
+            Err(Error::Help)
+        }
+        Err(exit) => Err(Error::BadInput(exit.output.trim().replace('\n', " "))),
+    }
+}
+
+/// Why mabel stopped early. `main` alone turns this into an exit code.
+#[derive(Debug)]
+enum Error {
+    /// `--help` was asked for and printed.
+    Help,
+    /// A flag, the URI or the environment is wrong: nothing was tried.
+    BadInput(String),
+    /// A breath could not be written: Mabel's record is not in the database.
+    CouldntWrite {
+        id: ObjectId,
+        failure: retry::Failure,
+    },
+}
+
+impl Error {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Error::Help => 0,
+            Error::CouldntWrite { .. } => 1,
+            Error::BadInput(_) => 2,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Help => Ok(()),
+            Error::BadInput(message) => write!(f, "{message}"),
+            Error::CouldntWrite { id, failure } => {
+                write!(f, "couldn't write breath {id}: {failure}")
+            }
+        }
+    }
+}
+
+/// Warnings and above by default (`RUST_LOG` changes it), one line each, timestamped so a
+/// failover can be read against the breaths on stdout.
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format(|buf, record| {
+            let time = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+            match record.level() {
+                log::Level::Warn => writeln!(buf, "{time} {}", record.args()),
+                level => writeln!(buf, "{time} {level} {}", record.args()),
+            }
+        })
+        .init();
+}
