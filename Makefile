@@ -1,0 +1,103 @@
+# mabel: write Mabel's breaths to a local three-member replica set, then break it.
+#
+#   make run        start the set if needed and run mabel (extra flags: make run ARGS="...")
+#   make failover   kill the primary's container, in another terminal, while mabel runs
+#   make revive     start the killed member again
+#   make test       formatting, clippy and the test suite (what CI runs)
+
+COMPOSE ?= docker compose
+ARGS ?=
+# Seconds `up` (and so `run`) waits for the set to have a primary.
+PRIMARY_WAIT ?= 60
+
+# Shell functions shared by the recipes that talk to the set (each recipe is one shell):
+#   port SERVICE         the port that service's mongod listens on
+#   msh SERVICE JS       evaluate JS with mongosh inside SERVICE (fails if it isn't running)
+#   primary              print the service whose mongod says it is the writable primary;
+#                        fail if none does
+SET_FUNCS = \
+	port() { case "$$1" in mongo1) echo 27017;; mongo2) echo 27018;; mongo3) echo 27019;; esac; }; \
+	msh() { $(COMPOSE) exec -T "$$1" mongosh --quiet --port "$$(port "$$1")" --eval "$$2"; }; \
+	primary() { \
+		for svc in mongo1 mongo2 mongo3; do \
+			if [ "$$(msh $$svc 'db.hello().isWritablePrimary' 2>/dev/null)" = true ]; then \
+				echo $$svc; return 0; \
+			fi; \
+		done; \
+		return 1; \
+	}
+
+.PHONY: help run up down clean status failover stepdown revive test lint fmt
+
+help:
+	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
+	@echo "  also: up, down, clean (down and delete the data), status, stepdown, lint, fmt"
+
+run: up
+	@if command -v getent >/dev/null && ! getent hosts host.docker.internal >/dev/null; then \
+		echo "warning: host.docker.internal does not resolve here; mabel will not find the set." >&2; \
+		echo "         add '127.0.0.1 host.docker.internal' to /etc/hosts (see docker-compose.yml)" >&2; \
+	fi
+	cargo run --release -- run $(ARGS)
+
+up:
+	$(COMPOSE) up -d
+	@$(SET_FUNCS); \
+	echo "waiting up to $(PRIMARY_WAIT)s for a primary..."; \
+	deadline=$$(( $$(date +%s) + $(PRIMARY_WAIT) )); \
+	until p=$$(primary); do \
+		if [ "$$(date +%s)" -ge "$$deadline" ]; then \
+			echo "no primary after $(PRIMARY_WAIT)s; look at '$(COMPOSE) ps' and '$(COMPOSE) logs mongo1'" >&2; \
+			exit 1; \
+		fi; \
+		sleep 2; \
+	done; \
+	echo "primary: $$p"
+
+down:
+	$(COMPOSE) down
+
+clean:
+	$(COMPOSE) down -v
+
+status:
+	@$(SET_FUNCS); \
+	for svc in mongo1 mongo2 mongo3; do \
+		msh $$svc 'rs.status().members.forEach(m => print(m.name + "  " + m.stateStr))' 2>/dev/null \
+			&& exit 0; \
+	done; \
+	echo "no member answers; is the set up? (make up)" >&2; \
+	exit 1
+
+failover:
+	@$(SET_FUNCS); \
+	p=$$(primary) || { echo "no primary found; is the set up? (make up)" >&2; exit 1; }; \
+	echo "killing $$p, the primary (make revive starts it again)"; \
+	$(COMPOSE) kill $$p
+
+# replSetStepDown makes the primary ineligible for 10 s; older servers close the shell's
+# connection when they step down, so the result is judged by who is primary afterwards.
+stepdown:
+	@$(SET_FUNCS); \
+	old=$$(primary) || { echo "no primary found; is the set up? (make up)" >&2; exit 1; }; \
+	echo "asking $$old, the primary, to step down"; \
+	msh $$old 'rs.stepDown(10, 5)' || true; \
+	for i in 1 2 3 4 5 6 7 8 9 10; do \
+		p=$$(primary) && [ "$$p" != "$$old" ] && { echo "primary: $$p"; exit 0; }; \
+		sleep 2; \
+	done; \
+	echo "$$old did not hand over to another member within 20s" >&2; \
+	exit 1
+
+revive:
+	$(COMPOSE) start
+
+test: lint
+	cargo test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
