@@ -1,0 +1,47 @@
+//! The seed's duplicate trick: the write lands, its reply is lost, and the retry meets the
+//! breath's own `_id`.
+
+mod support;
+
+use std::time::Duration;
+
+use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use support::FakeReplicaSet;
+
+fn lose_one_reply(retry_writes: bool) -> (FakeReplicaSet, Outcome) {
+    let set = FakeReplicaSet::start();
+    let uri = format!("{}&retryWrites={retry_writes}", set.uri());
+    let mut mabel = Mabel::start(&uri, &["run", "--interval", "0.05", "--count", "12"]);
+    mabel.wait_for_breaths(4, Duration::from_secs(30));
+    set.drop_next_reply();
+    let outcome = mabel.finish(Duration::from_secs(60));
+    (set, outcome)
+}
+
+#[test]
+fn without_the_drivers_retry_the_duplicate_id_proves_the_write() {
+    let (set, outcome) = lose_one_reply(false);
+
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    let confirmed = outcome.confirmed();
+    assert_eq!(confirmed.len(), 12);
+    let already: Vec<_> = confirmed.iter().filter(|c| c.already_written).collect();
+    assert_eq!(already.len(), 1, "{outcome:#?}");
+    assert!(already[0].attempts >= 2);
+    let stored = set.documents("mabel", "breaths");
+    assert_eq!(stored.len(), 12);
+    assert_stored_exactly_once(&outcome, &stored);
+}
+
+#[test]
+fn with_the_drivers_retry_the_server_recognises_the_retry() {
+    let (set, outcome) = lose_one_reply(true);
+
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert_eq!(outcome.confirmed().len(), 12);
+    let stored = set.documents("mabel", "breaths");
+    assert_eq!(stored.len(), 12);
+    assert_stored_exactly_once(&outcome, &stored);
+    // One insert was sent twice (the driver's retry), none more.
+    assert_eq!(set.insert_count(), 13);
+}

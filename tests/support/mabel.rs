@@ -1,0 +1,232 @@
+//! Runs the real `mabel` binary and reads what it says, so that tests can compare what it
+//! claims to have written with what the fake replica set stored.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use bson::oid::ObjectId;
+use bson::Document;
+
+/// A running `mabel`; killed if dropped before it finishes.
+pub struct Mabel {
+    child: Child,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+/// How a `mabel` process ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The exit code; `None` if a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: Vec<String>,
+    pub stderr: String,
+}
+
+/// One `wrote ...` line: a breath mabel says is in the database.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Confirmed {
+    pub id: ObjectId,
+    pub time: String,
+    pub oxygen: f64,
+    pub attempts: u32,
+    pub already_written: bool,
+}
+
+impl Mabel {
+    /// Starts `mabel <args>` with `--uri uri`; `MONGODB_URI` and `RUST_LOG` are cleared so the
+    /// test alone decides.
+    pub fn start(uri: &str, args: &[&str]) -> Mabel {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mabel"))
+            .args(args)
+            .args(["--uri", uri])
+            .env_remove("MONGODB_URI")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the mabel binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let (send, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Mabel {
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Waits until mabel has confirmed `n` breaths in all; panics after `limit`.
+    pub fn wait_for_breaths(&mut self, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while confirmed(&self.stdout).len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.stdout.push(line),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("mabel confirmed fewer than {n} breaths in {limit:?}: {self:?}")
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let outcome = self.kill();
+                    panic!("mabel stopped before confirming {n} breaths: {outcome:?}")
+                }
+            }
+        }
+    }
+
+    /// Waits for mabel to exit by itself; kills it and panics after `limit`, which is a
+    /// watchdog against a hung test, not a timing assertion.
+    pub fn finish(mut self, limit: Duration) -> Outcome {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait on mabel") {
+                return self.outcome(status.code());
+            }
+            if Instant::now() > deadline {
+                let outcome = self.kill();
+                panic!("mabel did not exit within {limit:?}: {outcome:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (`"INT"`, `"TERM"`, `"KILL"`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    pub fn kill(&mut self) -> Outcome {
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("wait on mabel");
+        self.outcome(status.code())
+    }
+
+    fn outcome(&mut self, code: Option<i32>) -> Outcome {
+        // The reader thread ends at EOF, which follows the exit.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.stdout.push(line);
+        }
+        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
+        Outcome {
+            code,
+            stdout: std::mem::take(&mut self.stdout),
+            stderr: stderr.unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Mabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stdout so far: {:#?}", self.stdout)
+    }
+}
+
+impl Drop for Mabel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Outcome {
+    pub fn confirmed(&self) -> Vec<Confirmed> {
+        confirmed(&self.stdout)
+    }
+
+    /// The `_id` named by a "couldn't write breath <id>" line, if mabel gave up on one.
+    pub fn unconfirmed(&self) -> Option<ObjectId> {
+        let rest = self.stderr.split("couldn't write breath ").nth(1)?;
+        rest.get(..24)?.parse().ok()
+    }
+}
+
+fn confirmed(stdout: &[String]) -> Vec<Confirmed> {
+    stdout.iter().filter_map(|line| parse_wrote(line)).collect()
+}
+
+/// Parses `wrote <id> time <time> oxygen <oxygen> attempts <n>[ (already written)]`.
+fn parse_wrote(line: &str) -> Option<Confirmed> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["wrote", id, "time", time, "oxygen", oxygen, "attempts", attempts, rest @ ..] => {
+            Some(Confirmed {
+                id: id.parse().ok()?,
+                time: time.to_string(),
+                oxygen: oxygen.parse().ok()?,
+                attempts: attempts.parse().ok()?,
+                already_written: rest == ["(already", "written)"],
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The heart of every test: each breath mabel confirmed is stored exactly once, with the
+/// time and oxygen it printed, and nothing is stored that mabel did not build. `unconfirmed`
+/// is the one breath mabel built and gave up on, which may or may not have landed.
+pub fn assert_stored_exactly_once(outcome: &Outcome, stored: &[Document]) {
+    let confirmed = outcome.confirmed();
+    let by_id: HashMap<ObjectId, &Confirmed> = confirmed.iter().map(|c| (c.id, c)).collect();
+    assert_eq!(by_id.len(), confirmed.len(), "a breath was confirmed twice");
+
+    let mut seen_ids = HashSet::new();
+    let mut seen_breaths = HashSet::new();
+    for doc in stored {
+        let id = doc.get_object_id("_id").expect("stored _id is an ObjectId");
+        let time = doc.get_datetime("time").expect("stored time is a date");
+        let oxygen = doc.get_f64("oxygen").expect("stored oxygen is a double");
+        assert!(seen_ids.insert(id), "{id} stored twice");
+        assert!(
+            seen_breaths.insert((time.timestamp_millis(), oxygen.to_bits())),
+            "breath {time} {oxygen} stored under two ids"
+        );
+        match by_id.get(&id) {
+            Some(c) => {
+                let printed = time
+                    .to_chrono()
+                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    .to_string();
+                assert_eq!(c.time, printed, "{id} stored with another time");
+                assert!(
+                    (c.oxygen - oxygen).abs() < 0.0001,
+                    "{id} stored with other oxygen"
+                );
+            }
+            None => assert_eq!(
+                Some(id),
+                outcome.unconfirmed(),
+                "{id} is stored but mabel never confirmed it: {outcome:#?}"
+            ),
+        }
+    }
+    for c in &confirmed {
+        assert!(
+            seen_ids.contains(&c.id),
+            "{} confirmed but not stored",
+            c.id
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! The sockets of a member: an accept loop, one blocking thread per connection, and the
+//! mechanics of killing a member (everything closed, like a crashed process) and reviving it
+//! on the same port.
+
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::cluster::{Listener, Shared};
+use super::commands::{self, Outcome};
+use super::wire;
+
+/// How often an idle accept loop checks whether it should stop.
+const ACCEPT_POLL: Duration = Duration::from_millis(10);
+
+/// Starts accepting on `listener` for `member` and marks the member up.
+pub fn start(shared: &Arc<Shared>, member: usize, listener: TcpListener) {
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut state = shared.lock();
+    let incarnation = state.members[member].incarnation;
+    let thread = {
+        let shared = Arc::clone(shared);
+        let stop = Arc::clone(&stop);
+        thread::Builder::new()
+            .name(format!("fake-rs-m{member}-accept"))
+            .spawn(move || accept_loop(shared, member, incarnation, listener, stop))
+            .expect("spawn accept thread")
+    };
+    let m = &mut state.members[member];
+    m.up = true;
+    m.hung = false;
+    m.listener = Some(Listener { stop, thread });
+}
+
+/// Closes the listening socket and shuts down every connection of `member`. Returns once
+/// the port is closed, so a `revive` may follow at once.
+pub fn kill(shared: &Shared, member: usize) {
+    let listener = {
+        let mut state = shared.lock();
+        if state.primary == Some(member) {
+            state.primary = None;
+        }
+        let m = &mut state.members[member];
+        m.up = false;
+        m.hung = false;
+        m.incarnation += 1;
+        for (_, socket) in m.sockets.drain() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        m.cursors.clear();
+        m.listener.take()
+    };
+    shared.changed.notify_all();
+    if let Some(listener) = listener {
+        listener.stop.store(true, Ordering::SeqCst);
+        let _ = listener.thread.join();
+    }
+}
+
+/// Listens again on the member's old port. The port was closed by `kill`; server-side
+/// sockets left in TIME_WAIT do not block the bind because std sets SO_REUSEADDR on Unix.
+/// Another process may have grabbed the port in between, so binding is retried briefly.
+pub fn revive(shared: &Arc<Shared>, member: usize) {
+    let port = {
+        let state = shared.lock();
+        if state.members[member].up {
+            return;
+        }
+        state.members[member].port
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let listener = loop {
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => break listener,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("cannot listen on 127.0.0.1:{port} again: {e}"),
+        }
+    };
+    start(shared, member, listener);
+}
+
+/// Stops every member and waits for every thread the set started.
+pub fn shutdown(shared: &Shared) {
+    let members = {
+        let mut state = shared.lock();
+        state.shutting_down = true;
+        state.members.len()
+    };
+    shared.changed.notify_all();
+    for member in 0..members {
+        kill(shared, member);
+    }
+    let threads = std::mem::take(&mut *shared.threads.lock().unwrap_or_else(|p| p.into_inner()));
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
+
+fn accept_loop(
+    shared: Arc<Shared>,
+    member: usize,
+    incarnation: u64,
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => adopt(&shared, member, incarnation, stream),
+            Err(_) => thread::sleep(ACCEPT_POLL),
+        }
+    }
+}
+
+/// Registers a fresh connection (so `kill` can close it) and gives it a thread.
+fn adopt(shared: &Arc<Shared>, member: usize, incarnation: u64, stream: TcpStream) {
+    static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
+    // Accepted sockets must block: each connection has its own thread.
+    if stream.set_nonblocking(false).is_err() {
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let Ok(registered) = stream.try_clone() else {
+        return;
+    };
+    let socket = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+    let connection_id = {
+        let mut state = shared.lock();
+        let m = &state.members[member];
+        if state.shutting_down || !m.up || m.incarnation != incarnation {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        state.members[member].sockets.insert(socket, registered);
+        state.next_connection_id()
+    };
+    let thread = {
+        let shared = Arc::clone(shared);
+        thread::Builder::new()
+            .name(format!("fake-rs-m{member}-conn"))
+            .spawn(move || serve(shared, member, incarnation, socket, connection_id, stream))
+    };
+    let Ok(thread) = thread else {
+        return;
+    };
+    shared.track(thread);
+}
+
+/// Answers requests until the peer leaves, the member dies, or a fault hangs up.
+fn serve(
+    shared: Arc<Shared>,
+    member: usize,
+    incarnation: u64,
+    socket: u64,
+    connection_id: i32,
+    mut stream: TcpStream,
+) {
+    while let Ok(Some(request)) = wire::read_request(&mut stream) {
+        match commands::handle(&shared, member, incarnation, connection_id, &request) {
+            Outcome::Reply(reply) => {
+                if !request.more_to_come
+                    && wire::write_reply(&mut stream, request.request_id, &reply).is_err()
+                {
+                    break;
+                }
+            }
+            Outcome::HangUp | Outcome::Gone => break,
+            Outcome::Crash => {
+                kill(&shared, member);
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    shared.lock().members[member].sockets.remove(&socket);
+}
