@@ -129,6 +129,7 @@ pub fn describe(error: &Error) -> String {
                 e.code, e.code_name, e.message
             )
         }
+        ErrorKind::ServerSelection { message, .. } => servers_seen(message),
         kind => kind.to_string(),
     };
     let mut labels: Vec<&str> = error.labels().iter().map(String::as_str).collect();
@@ -137,6 +138,31 @@ pub fn describe(error: &Error) -> String {
         line.push_str(&format!(" [{}]", labels.join(", ")));
     }
     line
+}
+
+/// The driver explains a server selection timeout with a dump of its whole topology; what a
+/// person watching a failover wants is the seed's line: each member and what it is now.
+/// Falls back to the driver's message if its shape is not the expected one.
+fn servers_seen(message: &str) -> String {
+    let servers: Vec<String> = message
+        .split("{ Address: ")
+        .skip(1)
+        .filter_map(|server| {
+            let (address, rest) = server.split_once(", Type: ")?;
+            let kind = rest.split([',', ' ']).next()?;
+            Some(match rest.split_once("Error: Kind: ") {
+                Some((_, error)) => {
+                    let error = error.split(", labels:").next().unwrap_or(error);
+                    format!("{address} {kind} ({error})")
+                }
+                None => format!("{address} {kind}"),
+            })
+        })
+        .collect();
+    if servers.is_empty() {
+        return message.to_string();
+    }
+    format!("no writable primary: {}", servers.join(", "))
 }
 
 /// A breath that is in the database.
@@ -365,6 +391,22 @@ mod tests {
             "write concern error 64 (X): x"
         );
         assert!(describe(&io_error()).starts_with("I/O error: "));
+    }
+
+    #[test]
+    fn server_selection_timeouts_read_like_the_seeds_warnings() {
+        let message = "Server selection timeout: None of the available servers suitable for \
+            criteria ReadPreference(Primary). Topology: { Type: ReplicaSetNoPrimary, Set Name: \
+            rs0, Max Set Version: 1, Servers: [ { Address: 127.0.0.1:33517, Type: Unknown, \
+            Error: Kind: I/O error: Connection refused (os error 111), labels: {}, source: \
+            None, server response: None }, { Address: 127.0.0.1:39135, Type: RsSecondary, \
+            Average RTT: 1.66ms, Replica Set Name: rs0 } ] }";
+        assert_eq!(
+            servers_seen(message),
+            "no writable primary: 127.0.0.1:33517 Unknown (I/O error: Connection refused \
+             (os error 111)), 127.0.0.1:39135 RsSecondary"
+        );
+        assert_eq!(servers_seen("something else"), "something else");
     }
 
     #[test]
