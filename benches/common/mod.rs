@@ -70,9 +70,9 @@ pub fn section_heading(title: &str, command: &str) -> String {
 }
 
 const RESULTS_HEADER: &str = "# Benchmark results\n\n\
-Written by `make bench`; each benchmark replaces only its own section. \
-How each figure is measured is documented at the top of the benchmark's source \
-(`benches/<name>.rs`).\n";
+Written by `make bench`; each benchmark replaces only its own section, between its \
+markers, and text outside the markers stays. How each figure is measured is documented \
+at the top of the benchmark's source in `benches/`.\n";
 
 /// Replaces (or appends) the section named `name` in `benches/results.md`.
 pub fn write_section(name: &str, body: &str) {
@@ -85,7 +85,7 @@ pub fn write_section(name: &str, body: &str) {
         (Some(b), Some(e)) if b < e => {
             format!("{}{section}{}", &old[..b], &old[e + end.len()..])
         }
-        _ => format!("{}\n{section}\n", old.trim_end()),
+        _ => format!("{}\n\n{section}\n", old.trim_end()),
     };
     match fs::write(&path, new) {
         Ok(()) => println!("wrote {}", path.display()),
