@@ -234,6 +234,7 @@ fn main() {
                     "failover: still running after {} s; reporting what finished",
                     RUN_LIMIT.as_secs()
                 );
+                writers::kill_all();
                 break;
             }
         }

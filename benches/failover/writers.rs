@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,17 @@ pub enum Event {
     Ended,
 }
 
+/// The mabel processes running now, so that the run's watchdog can end them.
+static MABELS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Kills every mabel still running (they are reaped when the benchmark exits).
+pub fn kill_all() {
+    for &pid in MABELS.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        // SAFETY: plain kill(2) on a child not reaped yet (`stop` forgets it first).
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
 /// A writer at work, until `stop`.
 pub enum Running {
     Process {
@@ -106,6 +117,10 @@ impl Running {
     pub fn stop(self, set: &FakeReplicaSet) -> Result<(), String> {
         match self {
             Running::Process { mut child, readers } => {
+                MABELS
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|&pid| pid != child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 for reader in readers {
@@ -141,6 +156,10 @@ fn start_mabel(uri: &str, tx: Sender<Event>) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the mabel binary starts");
+    MABELS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(child.id());
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let out_tx = tx.clone();
