@@ -4,11 +4,14 @@
 #   make failover   kill the primary's container, in another terminal, while mabel runs
 #   make revive     start the killed member again
 #   make test       formatting, clippy and the test suite (what CI runs)
+#   make bench      failover recovery and footprint benchmarks (writes benches/results.md)
 
 COMPOSE ?= docker compose
 ARGS ?=
 # Seconds `up` (and so `run`) waits for the set to have a primary.
 PRIMARY_WAIT ?= 60
+# The benchmarks `make bench` runs, one after the other; add a new bench-<name> target here.
+BENCHES := bench-failover bench-footprint
 
 # Shell functions shared by the recipes that talk to the set (each recipe is one shell):
 #   port SERVICE         the port that service's mongod listens on
@@ -27,11 +30,12 @@ SET_FUNCS = \
 		return 1; \
 	}
 
-.PHONY: help run up down clean status failover stepdown revive test lint fmt
+.PHONY: help run up down clean status failover stepdown revive test lint fmt bench $(BENCHES)
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
-	@echo "  also: up, down, clean (down and delete the data), status, stepdown, lint, fmt"
+	@echo "  also: up, down, clean (down and delete the data), status, stepdown, lint, fmt,"
+	@echo "        $(BENCHES) (one benchmark each)"
 
 run: up
 	@if command -v getent >/dev/null && ! getent hosts host.docker.internal >/dev/null; then \
@@ -101,3 +105,16 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+# Benchmarks, in the release (bench) profile, against the fake replica set: each prints its
+# table and replaces its own section of benches/results.md. They time things, so they run one
+# at a time even under -j.
+bench: $(BENCHES)
+
+.NOTPARALLEL: bench
+
+bench-failover:
+	cargo bench --bench failover
+
+bench-footprint:
+	cargo bench --bench footprint

@@ -19,6 +19,8 @@ use super::store::Store;
 pub const SET_NAME: &str = "rs0";
 
 pub struct Shared {
+    /// What every member answers as `setName`.
+    pub set_name: String,
     state: Mutex<State>,
     /// Signalled whenever a member is unhung, killed, or the set shuts down, so threads
     /// parked on a hung member or a delayed election re-check.
@@ -69,7 +71,7 @@ pub struct Faults {
 }
 
 impl Shared {
-    pub fn new(ports: &[u16]) -> Shared {
+    pub fn new(ports: &[u16], set_name: &str) -> Shared {
         let members = ports
             .iter()
             .map(|&port| Member {
@@ -84,6 +86,7 @@ impl Shared {
             })
             .collect();
         Shared {
+            set_name: set_name.to_string(),
             state: Mutex::new(State {
                 members,
                 primary: Some(0),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document, RawDocumentBuf};
 
-use super::cluster::{Shared, State, SET_NAME};
+use super::cluster::{Shared, State};
 use super::errors;
 use super::query::{to_bson, Query};
 use super::store::{encode, History};
@@ -61,7 +61,9 @@ pub fn handle(
         eprintln!("[fake-rs {}] {role}: {name}", state.host(member));
     }
     let reply = match name.as_str() {
-        "hello" | "isMaster" | "ismaster" => hello(&state, member, connection_id, request),
+        "hello" | "isMaster" | "ismaster" => {
+            hello(&state, &shared.set_name, member, connection_id, request)
+        }
         "insert" => return insert(state, member, request),
         "find" => return find(shared, state, member, incarnation, request),
         "getMore" => get_more(&mut state, member, request),
@@ -93,9 +95,15 @@ fn is_current(state: &State, member: usize, incarnation: u64) -> bool {
 ///
 /// A real secondary keeps naming a crashed primary in `primary` until an election timeout
 /// passes; here `primary` disappears the moment the primary is killed or steps down.
-fn hello(state: &State, member: usize, connection_id: i32, request: &Request) -> RawDocumentBuf {
+fn hello(
+    state: &State,
+    set_name: &str,
+    member: usize,
+    connection_id: i32,
+    request: &Request,
+) -> RawDocumentBuf {
     let is_primary = state.primary == Some(member);
-    let mut reply = doc! { "hosts": state.hosts(), "setName": SET_NAME, "setVersion": 1 };
+    let mut reply = doc! { "hosts": state.hosts(), "setName": set_name, "setVersion": 1 };
     if request.name() == "hello" {
         reply.insert("isWritablePrimary", is_primary);
     } else {

@@ -39,7 +39,8 @@ use bson::Document;
 
 use cluster::{Shared, SET_NAME};
 
-/// Three members, set name "rs0". Dropping it closes every port and joins every thread.
+/// Three members, set name "rs0" unless started with another. Dropping it closes every port
+/// and joins every thread.
 pub struct FakeReplicaSet {
     shared: Arc<Shared>,
     hosts: Vec<String>,
@@ -48,6 +49,15 @@ pub struct FakeReplicaSet {
 impl FakeReplicaSet {
     /// Starts three members with member 0 primary and the others secondaries.
     pub fn start() -> FakeReplicaSet {
+        FakeReplicaSet::start_named(SET_NAME)
+    }
+
+    /// The same, with another set name. Every fake listens on 127.0.0.1, and the port of a
+    /// killed member can be taken at once by another fake, in this process or another one. A
+    /// driver that reconnects there and finds a primary of its set name follows it: that
+    /// primary's host list replaces the set's, and writes land in the other fake. Fakes that
+    /// run beside others, killing members, need names of their own.
+    pub fn start_named(set_name: &str) -> FakeReplicaSet {
         let listeners: Vec<TcpListener> = (0..3)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
             .collect();
@@ -55,7 +65,7 @@ impl FakeReplicaSet {
             .iter()
             .map(|l| l.local_addr().expect("bound address").port())
             .collect();
-        let shared = Arc::new(Shared::new(&ports));
+        let shared = Arc::new(Shared::new(&ports, set_name));
         for (member, listener) in listeners.into_iter().enumerate() {
             member::start(&shared, member, listener);
         }
@@ -66,9 +76,14 @@ impl FakeReplicaSet {
     /// A URI with all three seeds and fast (500 ms) heartbeats so failover tests are quick.
     pub fn uri(&self) -> String {
         format!(
-            "mongodb://{}/?replicaSet={SET_NAME}&heartbeatFrequencyMS=500",
-            self.hosts.join(",")
+            "mongodb://{}/?replicaSet={}&heartbeatFrequencyMS=500",
+            self.hosts.join(","),
+            self.shared.set_name
         )
+    }
+
+    pub fn set_name(&self) -> &str {
+        &self.shared.set_name
     }
 
     pub fn hosts(&self) -> Vec<String> {
