@@ -64,7 +64,7 @@ fn hello_looks_like_a_replica_set_member() {
         .run_command(doc! { "hello": 1 })
         .run()
         .expect("hello");
-    assert_eq!(reply.get_str("setName"), Ok("rs0"));
+    assert_eq!(reply.get_str("setName"), Ok(set.set_name()));
     assert_eq!(reply.get_bool("isWritablePrimary"), Ok(true));
     assert_eq!(reply.get_str("primary"), Ok(set.hosts()[0].as_str()));
     assert_eq!(reply.get_array("hosts").map(Vec::len), Ok(3));

@@ -32,6 +32,7 @@ mod store;
 mod wire;
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,8 +40,8 @@ use bson::Document;
 
 use cluster::{Shared, SET_NAME};
 
-/// Three members, set name "rs0" unless started with another. Dropping it closes every port
-/// and joins every thread.
+/// Three members of a set whose name no other fake shares. Dropping it closes every port and
+/// joins every thread.
 pub struct FakeReplicaSet {
     shared: Arc<Shared>,
     hosts: Vec<String>,
@@ -48,15 +49,18 @@ pub struct FakeReplicaSet {
 
 impl FakeReplicaSet {
     /// Starts three members with member 0 primary and the others secondaries.
+    ///
+    /// Every fake listens on 127.0.0.1, and the port of a killed member can be taken at once
+    /// by another fake, in this process or another one. A driver that reconnects there and
+    /// finds a primary of its set name follows it: that primary's host list replaces the
+    /// set's, and writes land in the other fake. So each fake gets a set name of its own.
     pub fn start() -> FakeReplicaSet {
-        FakeReplicaSet::start_named(SET_NAME)
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        FakeReplicaSet::start_named(&format!("{SET_NAME}-{}-{n}", std::process::id()))
     }
 
-    /// The same, with another set name. Every fake listens on 127.0.0.1, and the port of a
-    /// killed member can be taken at once by another fake, in this process or another one. A
-    /// driver that reconnects there and finds a primary of its set name follows it: that
-    /// primary's host list replaces the set's, and writes land in the other fake. Fakes that
-    /// run beside others, killing members, need names of their own.
+    /// The same, with a set name of the caller's choosing.
     pub fn start_named(set_name: &str) -> FakeReplicaSet {
         let listeners: Vec<TcpListener> = (0..3)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
