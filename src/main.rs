@@ -4,6 +4,7 @@
 //! `run` below is the seed's loop: sleep, measure a breath, try hard to write it, say so.
 //! Everything that decides how hard to try lives in `retry`.
 
+mod audit;
 mod breath;
 mod cli;
 mod client;
@@ -18,7 +19,7 @@ use bson::oid::ObjectId;
 use log::warn;
 
 use breath::Breath;
-use config::Settings;
+use config::{AuditSettings, Settings};
 use retry::{Policy, SystemClock};
 
 fn main() -> ExitCode {
@@ -42,6 +43,28 @@ fn try_main() -> Result<(), Error> {
                 .map_err(|e| Error::BadInput(e.to_string()))?;
             run(&settings)
         }
+        cli::Command::Audit(args) => {
+            let settings = AuditSettings::from_args(args, std::env::var("MONGODB_URI").ok())
+                .map_err(|e| Error::BadInput(e.to_string()))?;
+            audit(&settings)
+        }
+    }
+}
+
+/// Reads the breaths back and says what it found; something lost or doubled is an error.
+fn audit(settings: &AuditSettings) -> Result<(), Error> {
+    let breaths = client::audited(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let report = audit::audit(&breaths, settings).map_err(|e| Error::CouldntRead {
+        namespace: format!("{}.{}", settings.db, settings.collection),
+        error: audit::describe(&e),
+    })?;
+    match settings.json {
+        true => println!("{}", report.json()),
+        false => print!("{}", report.human()),
+    }
+    match report.is_clean() {
+        true => Ok(()),
+        false => Err(Error::Found(report.verdict())),
     }
 }
 
@@ -114,14 +137,19 @@ enum Error {
         id: ObjectId,
         failure: retry::Failure,
     },
+    /// The audit found breaths lost or doubled.
+    Found(String),
+    /// The audit could not read the breaths: no member answered, or a read failed.
+    CouldntRead { namespace: String, error: String },
 }
 
 impl Error {
     fn exit_code(&self) -> u8 {
         match self {
             Error::Help => 0,
-            Error::CouldntWrite { .. } => 1,
+            Error::CouldntWrite { .. } | Error::Found(_) => 1,
             Error::BadInput(_) => 2,
+            Error::CouldntRead { .. } => 3,
         }
     }
 }
@@ -133,6 +161,10 @@ impl fmt::Display for Error {
             Error::BadInput(message) => write!(f, "{message}"),
             Error::CouldntWrite { id, failure } => {
                 write!(f, "couldn't write breath {id}: {failure}")
+            }
+            Error::Found(verdict) => write!(f, "the audit found {verdict}"),
+            Error::CouldntRead { namespace, error } => {
+                write!(f, "couldn't read {namespace}: {error}")
             }
         }
     }
