@@ -12,6 +12,12 @@
 //!
 //! A URI that sets `heartbeatFrequencyMS`, `connectTimeoutMS` or `w` keeps its own value.
 //!
+//! The client also remembers which member answered the last insert: that is the primary as
+//! the write itself found it, which the failover report needs. It is taken from the driver's
+//! command events, which the driver hands to the callback before the insert returns; its
+//! topology (SDAM) events come from a task of their own, so reading them after an insert could
+//! still show the primary from before it.
+//!
 //! `mabel audit` reads on a client with the same heartbeat and connect timeout. It reads with
 //! read concern "majority", so that it counts only breaths that no failover can roll back
 //! (a breath only the primary has seen is not yet safe, and counting it would hide a loss
@@ -21,11 +27,15 @@
 //! `serverSelectionTimeoutMS` win.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bson::{Document, RawDocumentBuf};
+use mongodb::event::command::CommandEvent;
+use mongodb::event::EventHandler;
 use mongodb::options::{
-    Acknowledgment, ClientOptions, ReadConcern, ReadPreference, SelectionCriteria, WriteConcern,
+    Acknowledgment, ClientOptions, ReadConcern, ReadPreference, SelectionCriteria, ServerAddress,
+    WriteConcern,
 };
 use mongodb::sync::{Client, Collection};
 
@@ -47,13 +57,41 @@ impl fmt::Display for BadUri {
 
 impl std::error::Error for BadUri {}
 
-/// The collection breaths go to, on a client tuned for riding out failovers.
-pub fn breaths(settings: &Settings) -> Result<Collection<Document>, BadUri> {
-    let options = run_options(settings)?;
+/// The member that answered the last insert, if any has.
+#[derive(Clone, Debug, Default)]
+pub struct LastPrimary(Arc<Mutex<Option<ServerAddress>>>);
+
+impl LastPrimary {
+    pub fn get(&self) -> Option<ServerAddress> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, address: ServerAddress) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(address);
+    }
+}
+
+/// The collection breaths go to, on a client tuned for riding out failovers, and where its
+/// last insert went.
+pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastPrimary), BadUri> {
+    let mut options = run_options(settings)?;
+    let primary = LastPrimary::default();
+    let answered = primary.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Succeeded(event) = event {
+            if event.command_name == "insert" {
+                answered.set(event.connection.address);
+            }
+        }
+    }));
     let client = Client::with_options(options).map_err(BadUri)?;
-    Ok(client
+    let breaths = client
         .database(&settings.db)
-        .collection(&settings.collection))
+        .collection(&settings.collection);
+    Ok((breaths, primary))
 }
 
 /// The collection `mabel audit` reads, as raw BSON: it looks at three fields of each

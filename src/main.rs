@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod config;
 mod retry;
+mod tally;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ use log::warn;
 use breath::Breath;
 use config::{AuditSettings, Settings};
 use retry::{Policy, SystemClock};
+use tally::Tally;
 
 fn main() -> ExitCode {
     init_logging();
@@ -70,15 +72,17 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
 
 /// The seed's loop.
 fn run(settings: &Settings) -> Result<(), Error> {
-    let breaths = client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let (breaths, primary) =
+        client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
     let policy = Policy {
         attempts: settings.attempts,
         retry_wait: settings.retry_wait,
     };
-    let mut confirmed = 0;
+    let mut tally = Tally::default();
     loop {
         thread::sleep(settings.interval);
         let breath = Breath::new();
+        let before = primary.get();
         let written = retry::insert(
             &policy,
             &mut SystemClock,
@@ -104,8 +108,12 @@ fn run(settings: &Settings) -> Result<(), Error> {
                 ""
             },
         );
-        confirmed += 1;
-        if settings.count == Some(confirmed) {
+        let now = primary.get();
+        if let Some(incident) = tally.add(breath.id, &written, before.as_ref(), now.as_ref()) {
+            println!("{incident}");
+        }
+        if settings.count == Some(tally.written()) {
+            println!("{}", tally.summary(None));
             return Ok(());
         }
     }
