@@ -10,11 +10,12 @@ mod cli;
 mod client;
 mod config;
 mod retry;
+mod stop;
 mod tally;
 
-use std::io::Write;
+use std::fmt;
+use std::io::{self, Write};
 use std::process::ExitCode;
-use std::{fmt, thread};
 
 use bson::oid::ObjectId;
 use log::warn;
@@ -22,6 +23,7 @@ use log::warn;
 use breath::Breath;
 use config::{AuditSettings, Settings};
 use retry::{Policy, SystemClock};
+use stop::Stop;
 use tally::Tally;
 
 fn main() -> ExitCode {
@@ -70,19 +72,23 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
     }
 }
 
-/// The seed's loop.
+/// The seed's loop, until `--count` breaths or a signal.
 fn run(settings: &Settings) -> Result<(), Error> {
     let (breaths, primary) =
         client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let stop = Stop::install().map_err(Error::Signals)?;
     let policy = Policy {
         attempts: settings.attempts,
         retry_wait: settings.retry_wait,
     };
     let mut tally = Tally::default();
-    loop {
-        thread::sleep(settings.interval);
+    let stopped_by = loop {
+        if let Some(signal) = stop.sleep(settings.interval) {
+            break Some(signal);
+        }
         let breath = Breath::new();
         let before = primary.get();
+        stop.in_flight(Some(breath.id));
         let written = retry::insert(
             &policy,
             &mut SystemClock,
@@ -96,6 +102,7 @@ fn run(settings: &Settings) -> Result<(), Error> {
             id: breath.id,
             failure,
         })?;
+        stop.in_flight(None);
         println!(
             "wrote {} time {} oxygen {:.4} attempts {}{}",
             breath.id,
@@ -113,10 +120,11 @@ fn run(settings: &Settings) -> Result<(), Error> {
             println!("{incident}");
         }
         if settings.count == Some(tally.written()) {
-            println!("{}", tally.summary(None));
-            return Ok(());
+            break None;
         }
-    }
+    };
+    println!("{}", tally.summary(stopped_by));
+    Ok(())
 }
 
 /// Parses the command line; `--help` is an early exit, not an error.
@@ -145,6 +153,8 @@ enum Error {
         id: ObjectId,
         failure: retry::Failure,
     },
+    /// SIGINT and SIGTERM could not be taken over.
+    Signals(io::Error),
     /// The audit found breaths lost or doubled.
     Found(String),
     /// The audit could not read the breaths: no member answered, or a read failed.
@@ -155,7 +165,7 @@ impl Error {
     fn exit_code(&self) -> u8 {
         match self {
             Error::Help => 0,
-            Error::CouldntWrite { .. } | Error::Found(_) => 1,
+            Error::CouldntWrite { .. } | Error::Signals(_) | Error::Found(_) => 1,
             Error::BadInput(_) => 2,
             Error::CouldntRead { .. } => 3,
         }
@@ -170,6 +180,7 @@ impl fmt::Display for Error {
             Error::CouldntWrite { id, failure } => {
                 write!(f, "couldn't write breath {id}: {failure}")
             }
+            Error::Signals(error) => write!(f, "couldn't watch for SIGINT and SIGTERM: {error}"),
             Error::Found(verdict) => write!(f, "the audit found {verdict}"),
             Error::CouldntRead { namespace, error } => {
                 write!(f, "couldn't read {namespace}: {error}")
