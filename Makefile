@@ -4,9 +4,13 @@
 #   make failover   kill the primary's container, in another terminal, while mabel runs
 #   make revive     start the killed member again
 #   make test       formatting, clippy and the test suite (what CI runs)
+#   make demo       the seed's story in one go: write, fail over, revive, stop, audit
 
 COMPOSE ?= docker compose
 ARGS ?=
+# Where `make demo` keeps mabel's output.
+DEMO_LOG ?= demo.log
+MABEL ?= target/release/mabel
 # Seconds `up` (and so `run`) waits for the set to have a primary.
 PRIMARY_WAIT ?= 60
 
@@ -27,7 +31,14 @@ SET_FUNCS = \
 		return 1; \
 	}
 
-.PHONY: help run up down clean status failover stepdown revive test lint fmt bench-audit
+# Warns when host.docker.internal, the name the members advertise, does not resolve here.
+CHECK_HOSTS = \
+	if command -v getent >/dev/null && ! getent hosts host.docker.internal >/dev/null; then \
+		echo "warning: host.docker.internal does not resolve here; mabel will not find the set." >&2; \
+		echo "         add '127.0.0.1 host.docker.internal' to /etc/hosts (see docker-compose.yml)" >&2; \
+	fi
+
+.PHONY: help run up down clean status failover stepdown revive test lint fmt bench-audit demo
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -35,11 +46,34 @@ help:
 	@echo "        bench-audit (time mabel audit on a million breaths in the fake set)"
 
 run: up
-	@if command -v getent >/dev/null && ! getent hosts host.docker.internal >/dev/null; then \
-		echo "warning: host.docker.internal does not resolve here; mabel will not find the set." >&2; \
-		echo "         add '127.0.0.1 host.docker.internal' to /etc/hosts (see docker-compose.yml)" >&2; \
-	fi
+	@$(CHECK_HOSTS)
 	cargo run --release -- run $(ARGS)
+
+# The seed's story, scripted: mabel writes a breath a second in the background, the primary
+# is killed after 10 s and started again 20 s later, mabel is stopped with SIGINT (it finishes
+# the breath in flight and prints a summary), and the audit checks what this run stored.
+# One shell, so that it can wait for mabel; no $(MAKE) in it, so that `make -n demo` only
+# prints it.
+demo: up
+	@$(CHECK_HOSTS)
+	cargo build --release
+	@$(SET_FUNCS); \
+	since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); \
+	$(MABEL) run --interval 1 >$(DEMO_LOG) 2>&1 & mabel=$$!; \
+	echo "mabel is writing (pid $$mabel, output in $(DEMO_LOG)); the primary dies in 10 s"; \
+	sleep 10; \
+	p=$$(primary) || { echo "no primary found" >&2; kill -INT $$mabel; exit 1; }; \
+	echo "killing $$p, the primary; it comes back in 20 s"; \
+	$(COMPOSE) kill $$p; \
+	sleep 20; \
+	$(COMPOSE) start; \
+	sleep 5; \
+	echo "stopping mabel with SIGINT"; \
+	kill -INT $$mabel; \
+	status=0; wait $$mabel || status=$$?; \
+	cat $(DEMO_LOG); \
+	echo "mabel exited with $$status"; \
+	$(MABEL) audit --since $$since
 
 up:
 	$(COMPOSE) up -d
