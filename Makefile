@@ -4,14 +4,18 @@
 #   make failover   kill the primary's container, in another terminal, while mabel runs
 #   make revive     start the killed member again
 #   make test       formatting, clippy and the test suite (what CI runs)
-#   make bench      failover recovery and footprint benchmarks (writes benches/results.md)
+#   make bench      failover, footprint and audit benchmarks (writes benches/results.md)
+#   make demo       the seed's story in one go: write, fail over, revive, stop, audit
 
 COMPOSE ?= docker compose
 ARGS ?=
+# Where `make demo` keeps mabel's output.
+DEMO_LOG ?= demo.log
+MABEL ?= target/release/mabel
 # Seconds `up` (and so `run`) waits for the set to have a primary.
 PRIMARY_WAIT ?= 60
 # The benchmarks `make bench` runs, one after the other; add a new bench-<name> target here.
-BENCHES := bench-failover bench-footprint
+BENCHES := bench-failover bench-footprint bench-audit
 
 # Shell functions shared by the recipes that talk to the set (each recipe is one shell):
 #   port SERVICE         the port that service's mongod listens on
@@ -30,7 +34,14 @@ SET_FUNCS = \
 		return 1; \
 	}
 
-.PHONY: help run up down clean status failover stepdown revive test lint fmt bench $(BENCHES)
+# Warns when host.docker.internal, the name the members advertise, does not resolve here.
+CHECK_HOSTS = \
+	if command -v getent >/dev/null && ! getent hosts host.docker.internal >/dev/null; then \
+		echo "warning: host.docker.internal does not resolve here; mabel will not find the set." >&2; \
+		echo "         add '127.0.0.1 host.docker.internal' to /etc/hosts (see docker-compose.yml)" >&2; \
+	fi
+
+.PHONY: help run up down clean status failover stepdown revive test lint fmt demo bench $(BENCHES)
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -38,11 +49,34 @@ help:
 	@echo "        $(BENCHES) (one benchmark each)"
 
 run: up
-	@if command -v getent >/dev/null && ! getent hosts host.docker.internal >/dev/null; then \
-		echo "warning: host.docker.internal does not resolve here; mabel will not find the set." >&2; \
-		echo "         add '127.0.0.1 host.docker.internal' to /etc/hosts (see docker-compose.yml)" >&2; \
-	fi
+	@$(CHECK_HOSTS)
 	cargo run --release -- run $(ARGS)
+
+# The seed's story, scripted: mabel writes a breath a second in the background, the primary
+# is killed after 10 s and started again 20 s later, mabel is stopped with SIGINT (it finishes
+# the breath in flight and prints a summary), and the audit checks what this run stored.
+# One shell, so that it can wait for mabel; no $(MAKE) in it, so that `make -n demo` only
+# prints it.
+demo: up
+	@$(CHECK_HOSTS)
+	cargo build --release
+	@$(SET_FUNCS); \
+	since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); \
+	$(MABEL) run --interval 1 >$(DEMO_LOG) 2>&1 & mabel=$$!; \
+	echo "mabel is writing (pid $$mabel, output in $(DEMO_LOG)); the primary dies in 10 s"; \
+	sleep 10; \
+	p=$$(primary) || { echo "no primary found" >&2; kill -INT $$mabel; exit 1; }; \
+	echo "killing $$p, the primary; it comes back in 20 s"; \
+	$(COMPOSE) kill $$p; \
+	sleep 20; \
+	$(COMPOSE) start; \
+	sleep 5; \
+	echo "stopping mabel with SIGINT"; \
+	kill -INT $$mabel; \
+	status=0; wait $$mabel || status=$$?; \
+	cat $(DEMO_LOG); \
+	echo "mabel exited with $$status"; \
+	$(MABEL) audit --since $$since
 
 up:
 	$(COMPOSE) up -d
@@ -118,3 +152,8 @@ bench-failover:
 
 bench-footprint:
 	cargo bench --bench footprint
+
+# The release binary audits 100,000 then 1,000,000 breaths in the fake replica set:
+# breaths per second, its CPU time and its peak memory. AUDIT_BREATHS=n changes the second size.
+bench-audit:
+	cargo bench --bench audit

@@ -2,6 +2,14 @@
 //!
 //! The `_id` is made here, on the client, before any attempt to write, so that every retry
 //! sends the same document and a duplicate-key error can prove an earlier attempt landed.
+//!
+//! The ids are mabel's own rather than `ObjectId::new()`'s, so that a missing one means a
+//! missing breath: five random bytes chosen once per process, and a counter that only breaths
+//! advance. `mabel audit` reads each process's breaths in `_id` order and counts every skipped
+//! counter as a breath lost. The bson crate's counter would not do: it is shared by all the
+//! code in the process that makes an ObjectId, the driver included.
+
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use bson::oid::ObjectId;
 use bson::{doc, Document};
@@ -24,11 +32,13 @@ impl Breath {
     /// here and the breath in memory is exactly the breath in the database.
     pub fn at(time: DateTime<Utc>, oxygen: f64) -> Breath {
         let time = bson::DateTime::from_chrono(time).to_chrono();
-        Breath {
-            id: ObjectId::new(),
-            time,
-            oxygen,
-        }
+        let seconds = time.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
+        let id = IDS
+            .get_or_init(|| Mutex::new(Ids::random()))
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next(seconds);
+        Breath { id, time, oxygen }
     }
 
     pub fn to_document(&self) -> Document {
@@ -37,6 +47,47 @@ impl Breath {
             "time": bson::DateTime::from_chrono(self.time),
             "oxygen": self.oxygen,
         }
+    }
+}
+
+/// The counter of an ObjectId has three bytes.
+const COUNTER_MODULUS: u32 = 1 << 24;
+
+static IDS: OnceLock<Mutex<Ids>> = OnceLock::new();
+
+/// The breath ids of this process.
+struct Ids {
+    process: [u8; 5],
+    /// The counter of the next id, below `COUNTER_MODULUS`.
+    next: u32,
+    /// The seconds of the last id.
+    seconds: u32,
+}
+
+impl Ids {
+    /// Random process bytes and a random first counter, as `ObjectId::new()` would choose.
+    fn random() -> Ids {
+        Ids {
+            process: rand::random(),
+            next: rand::random::<u32>() % COUNTER_MODULUS,
+            seconds: 0,
+        }
+    }
+
+    /// The id of a breath taken at `seconds` since the epoch. Ids sort in the order they are
+    /// made, which is what lets the audit expect consecutive counters in `_id` order: the
+    /// seconds never go back (a clock stepped back keeps the last id's seconds), and when the
+    /// counter wraps to 0 they move on by at least one.
+    fn next(&mut self, seconds: u32) -> ObjectId {
+        let counter = self.next;
+        let floor = match counter {
+            0 => self.seconds.saturating_add(1),
+            _ => self.seconds,
+        };
+        self.seconds = seconds.max(floor);
+        self.next = (counter + 1) % COUNTER_MODULUS;
+        let [_, high, middle, low] = counter.to_be_bytes();
+        ObjectId::from_parts(self.seconds, self.process, [high, middle, low])
     }
 }
 
@@ -68,5 +119,51 @@ mod tests {
             .with_timezone(&Utc);
         let breath = Breath::at(time, 0.5);
         assert_eq!(breath.time.timestamp_subsec_nanos(), 123_000_000);
+    }
+
+    fn counter(id: &ObjectId) -> u32 {
+        let [.., high, middle, low] = id.bytes();
+        u32::from_be_bytes([0, high, middle, low])
+    }
+
+    fn process(id: &ObjectId) -> [u8; 5] {
+        id.bytes()[4..9].try_into().unwrap()
+    }
+
+    fn ids(next: u32) -> Ids {
+        Ids {
+            process: [1, 2, 3, 4, 5],
+            next,
+            seconds: 0,
+        }
+    }
+
+    #[test]
+    fn one_process_counts_up_by_one_under_fixed_process_bytes() {
+        let mut ids = ids(41);
+        let made: Vec<ObjectId> = (0..3).map(|i| ids.next(1_000 + i)).collect();
+        assert_eq!(made.iter().map(counter).collect::<Vec<_>>(), [41, 42, 43]);
+        assert!(made.iter().all(|id| process(id) == [1, 2, 3, 4, 5]));
+        assert_eq!(made[2].timestamp().timestamp_millis(), 1_002_000);
+    }
+
+    #[test]
+    fn ids_keep_their_order_across_a_wrap_and_a_clock_stepped_back() {
+        let mut ids = ids(COUNTER_MODULUS - 2);
+        let made = [
+            ids.next(1_000),
+            ids.next(1_000),
+            ids.next(1_000), // counter 0, in the same second
+            ids.next(990),   // the clock went back ten seconds
+            ids.next(1_002),
+        ];
+        let counters: Vec<u32> = made.iter().map(counter).collect();
+        assert_eq!(
+            counters,
+            [COUNTER_MODULUS - 2, COUNTER_MODULUS - 1, 0, 1, 2]
+        );
+        assert!(made.windows(2).all(|pair| pair[0] < pair[1]), "{made:?}");
+        assert_eq!(made[2].timestamp().timestamp_millis(), 1_001_000);
+        assert_eq!(made[4].timestamp().timestamp_millis(), 1_002_000);
     }
 }

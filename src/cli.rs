@@ -17,6 +17,7 @@ pub struct Mabel {
 #[argh(subcommand)]
 pub enum Command {
     Run(Run),
+    Audit(Audit),
 }
 
 /// Measure a breath every interval and write it, retrying through failovers.
@@ -56,4 +57,35 @@ pub struct Run {
     /// else majority; j: true unless the URI sets journal=false)
     #[argh(option)]
     pub write_concern: Option<String>,
+}
+
+/// Read the breaths back and report how many there are, their time span and longest gaps,
+/// and any breath lost or doubled. Exit 0 when nothing is, 1 when something is.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "audit")]
+pub struct Audit {
+    /// connection string (default: $MONGODB_URI, else
+    /// mongodb://localhost:27017,localhost:27018,localhost:27019/?replicaSet=rs0)
+    #[argh(option)]
+    pub uri: Option<String>,
+
+    /// database to read (default: mabel)
+    #[argh(option, default = "String::from(\"mabel\")")]
+    pub db: String,
+
+    /// collection to read (default: breaths)
+    #[argh(option, default = "String::from(\"breaths\")")]
+    pub collection: String,
+
+    /// only breaths taken at or after this RFC 3339 time, e.g. 2026-11-25T16:00:00Z
+    #[argh(option)]
+    pub since: Option<String>,
+
+    /// only breaths taken before this RFC 3339 time
+    #[argh(option)]
+    pub until: Option<String>,
+
+    /// print the report as one JSON object
+    #[argh(switch)]
+    pub json: bool,
 }

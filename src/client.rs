@@ -11,18 +11,39 @@
 //!   where the defaults (10 s, 10 s) allow about seventeen.
 //!
 //! A URI that sets `heartbeatFrequencyMS`, `connectTimeoutMS` or `w` keeps its own value.
+//!
+//! The client also remembers which member answered the last insert: that is the primary as
+//! the write itself found it, which the failover report needs. It is taken from the driver's
+//! command events, which the driver hands to the callback before the insert returns; its
+//! topology (SDAM) events come from a task of their own, so reading them after an insert could
+//! still show the primary from before it.
+//!
+//! `mabel audit` reads on a client with the same heartbeat and connect timeout. It reads with
+//! read concern "majority", so that it counts only breaths that no failover can roll back
+//! (a breath only the primary has seen is not yet safe, and counting it would hide a loss
+//! the next election could make), and from the primary when there is one, else from a
+//! secondary, so that an audit can run during an election. It waits at most five seconds
+//! for a member to read from. The URI's `readConcernLevel`, `readPreference` and
+//! `serverSelectionTimeoutMS` win.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bson::Document;
-use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
+use bson::{Document, RawDocumentBuf};
+use mongodb::event::command::CommandEvent;
+use mongodb::event::EventHandler;
+use mongodb::options::{
+    Acknowledgment, ClientOptions, ReadConcern, ReadPreference, SelectionCriteria, ServerAddress,
+    WriteConcern,
+};
 use mongodb::sync::{Client, Collection};
 
-use crate::config::{Settings, W};
+use crate::config::{AuditSettings, Settings, W};
 
 const HEARTBEAT: Duration = Duration::from_millis(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const AUDIT_WAIT: Duration = Duration::from_secs(5);
 
 /// The URI could not be turned into a client.
 #[derive(Debug)]
@@ -36,25 +57,86 @@ impl fmt::Display for BadUri {
 
 impl std::error::Error for BadUri {}
 
-/// The collection breaths go to, on a client tuned for riding out failovers.
-pub fn breaths(settings: &Settings) -> Result<Collection<Document>, BadUri> {
-    let options = options(settings)?;
+/// The member that answered the last insert, if any has.
+#[derive(Clone, Debug, Default)]
+pub struct LastPrimary(Arc<Mutex<Option<ServerAddress>>>);
+
+impl LastPrimary {
+    pub fn get(&self) -> Option<ServerAddress> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, address: ServerAddress) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(address);
+    }
+}
+
+/// The collection breaths go to, on a client tuned for riding out failovers, and where its
+/// last insert went.
+pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastPrimary), BadUri> {
+    let mut options = run_options(settings)?;
+    let primary = LastPrimary::default();
+    let answered = primary.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Succeeded(event) = event {
+            if event.command_name == "insert" {
+                answered.set(event.connection.address);
+            }
+        }
+    }));
+    let client = Client::with_options(options).map_err(BadUri)?;
+    let breaths = client
+        .database(&settings.db)
+        .collection(&settings.collection);
+    Ok((breaths, primary))
+}
+
+/// The collection `mabel audit` reads, as raw BSON: it looks at three fields of each
+/// document and has no use for decoding the rest.
+pub fn audited(settings: &AuditSettings) -> Result<Collection<RawDocumentBuf>, BadUri> {
+    let options = audit_options(settings)?;
     let client = Client::with_options(options).map_err(BadUri)?;
     Ok(client
         .database(&settings.db)
         .collection(&settings.collection))
 }
 
-fn options(settings: &Settings) -> Result<ClientOptions, BadUri> {
-    let mut options = ClientOptions::parse(&settings.uri).run().map_err(BadUri)?;
+/// What every client of mabel's has: its name in the server's logs, and the heartbeat and
+/// connect timeout that bound a hung member.
+fn options(uri: &str) -> Result<ClientOptions, BadUri> {
+    let mut options = ClientOptions::parse(uri).run().map_err(BadUri)?;
     options.app_name.get_or_insert_with(|| "mabel".to_string());
     options.heartbeat_freq.get_or_insert(HEARTBEAT);
     options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+    Ok(options)
+}
+
+fn run_options(settings: &Settings) -> Result<ClientOptions, BadUri> {
+    let mut options = options(&settings.uri)?;
     options.server_selection_timeout = Some(settings.retry_wait);
     options.write_concern = Some(write_concern(
         options.write_concern.take(),
         settings.write_concern.as_ref(),
     ));
+    Ok(options)
+}
+
+fn audit_options(settings: &AuditSettings) -> Result<ClientOptions, BadUri> {
+    let mut options = options(&settings.uri)?;
+    options.server_selection_timeout.get_or_insert(AUDIT_WAIT);
+    options
+        .read_concern
+        .get_or_insert_with(ReadConcern::majority);
+    options
+        .selection_criteria
+        .get_or_insert(SelectionCriteria::ReadPreference(
+            ReadPreference::PrimaryPreferred {
+                options: Default::default(),
+            },
+        ));
     Ok(options)
 }
 
@@ -83,7 +165,7 @@ mod tests {
     fn options_for(args: &[&str]) -> Result<ClientOptions, String> {
         let run = cli::Run::from_args(&["run"], args).unwrap();
         let settings = Settings::from_args(run, None).unwrap();
-        options(&settings).map_err(|e| e.to_string())
+        run_options(&settings).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -121,6 +203,33 @@ mod tests {
     fn the_uri_can_turn_journaling_off() {
         let options = options_for(&["--uri", "mongodb://a:1/?journal=false"]).unwrap();
         assert_eq!(options.write_concern.unwrap().journal, Some(false));
+    }
+
+    fn audit_options_for(uri: &str) -> ClientOptions {
+        let audit = cli::Audit::from_args(&["audit"], &["--uri", uri]).unwrap();
+        audit_options(&AuditSettings::from_args(audit, None).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn audits_read_majority_committed_breaths_from_the_primary_if_any() {
+        let options = audit_options_for("mongodb://a:1/?replicaSet=rs0");
+        assert_eq!(options.read_concern, Some(ReadConcern::majority()));
+        assert!(matches!(
+            options.selection_criteria,
+            Some(SelectionCriteria::ReadPreference(
+                ReadPreference::PrimaryPreferred { .. }
+            ))
+        ));
+        assert_eq!(options.server_selection_timeout, Some(AUDIT_WAIT));
+        assert_eq!(options.heartbeat_freq, Some(HEARTBEAT));
+
+        let uri = "mongodb://a:1/?readConcernLevel=local&serverSelectionTimeoutMS=500";
+        let options = audit_options_for(uri);
+        assert_eq!(options.read_concern, Some(ReadConcern::local()));
+        assert_eq!(
+            options.server_selection_timeout,
+            Some(Duration::from_millis(500))
+        );
     }
 
     #[test]

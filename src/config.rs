@@ -6,6 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::cli;
 
 /// Where mabel writes when neither `--uri` nor `MONGODB_URI` says otherwise: the three-member
@@ -24,6 +26,19 @@ pub struct Settings {
     pub retry_wait: Duration,
     pub count: Option<u64>,
     pub write_concern: Option<W>,
+}
+
+/// Everything `mabel audit` needs, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditSettings {
+    pub uri: String,
+    pub db: String,
+    pub collection: String,
+    /// Breaths taken at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Breaths taken before this time.
+    pub until: Option<DateTime<Utc>>,
+    pub json: bool,
 }
 
 /// The `w` of a write concern, as `--write-concern` accepts it.
@@ -53,15 +68,8 @@ impl Settings {
     /// `env_uri` is the value of `MONGODB_URI`, passed in so tests need not touch the
     /// environment.
     pub fn from_args(args: cli::Run, env_uri: Option<String>) -> Result<Settings, ConfigError> {
-        let uri = args
-            .uri
-            .or(env_uri)
-            .unwrap_or_else(|| DEFAULT_URI.to_string());
-        if uri.trim().is_empty() {
-            return Err(ConfigError::new("--uri", &uri, "must not be empty"));
-        }
         Ok(Settings {
-            uri,
+            uri: uri(args.uri, env_uri)?,
             db: name("--db", args.db)?,
             collection: name("--collection", args.collection)?,
             interval: seconds("--interval", args.interval)?,
@@ -79,6 +87,42 @@ impl Settings {
     }
 }
 
+impl AuditSettings {
+    /// `env_uri` is the value of `MONGODB_URI`, as for `Settings`.
+    pub fn from_args(
+        args: cli::Audit,
+        env_uri: Option<String>,
+    ) -> Result<AuditSettings, ConfigError> {
+        let since = args
+            .since
+            .as_deref()
+            .map(|t| time("--since", t))
+            .transpose()?;
+        let until = args
+            .until
+            .as_deref()
+            .map(|t| time("--until", t))
+            .transpose()?;
+        if let (Some(since), Some(until)) = (since, until) {
+            if until <= since {
+                return Err(ConfigError::new(
+                    "--until",
+                    args.until.unwrap_or_default(),
+                    "must be later than --since",
+                ));
+            }
+        }
+        Ok(AuditSettings {
+            uri: uri(args.uri, env_uri)?,
+            db: name("--db", args.db)?,
+            collection: name("--collection", args.collection)?,
+            since,
+            until,
+            json: args.json,
+        })
+    }
+}
+
 impl ConfigError {
     fn new(flag: &'static str, value: impl ToString, problem: &'static str) -> ConfigError {
         ConfigError {
@@ -87,6 +131,29 @@ impl ConfigError {
             problem,
         }
     }
+}
+
+/// `--uri`, else `MONGODB_URI`, else the compose set. The driver checks the rest when the
+/// client is built.
+fn uri(flag: Option<String>, env_uri: Option<String>) -> Result<String, ConfigError> {
+    let uri = flag.or(env_uri).unwrap_or_else(|| DEFAULT_URI.to_string());
+    if uri.trim().is_empty() {
+        return Err(ConfigError::new("--uri", &uri, "must not be empty"));
+    }
+    Ok(uri)
+}
+
+/// An RFC 3339 time with its offset, as breaths are stored in UTC.
+fn time(flag: &'static str, value: &str) -> Result<DateTime<Utc>, ConfigError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ConfigError::new(
+                flag,
+                value,
+                "must be an RFC 3339 time such as 2026-11-25T16:00:00Z",
+            )
+        })
 }
 
 /// A positive, finite number of seconds; sub-second values are what keep tests fast.
@@ -181,6 +248,36 @@ mod tests {
             (&["--uri", " "][..], "--uri"),
         ] {
             let err = parse(args, None).unwrap_err();
+            assert!(err.starts_with(flag), "{args:?} gave {err:?}");
+        }
+    }
+
+    fn audit(args: &[&str]) -> Result<AuditSettings, String> {
+        let audit = cli::Audit::from_args(&["audit"], args).map_err(|e| e.output)?;
+        AuditSettings::from_args(audit, None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn audit_windows_are_rfc_3339_times() {
+        let s = audit(&["--since", "2026-11-25T17:00:00+01:00"]).unwrap();
+        assert_eq!(s.since.unwrap().to_rfc3339(), "2026-11-25T16:00:00+00:00");
+        assert_eq!(s.until, None);
+        for (args, flag) in [
+            (&["--since", "yesterday"][..], "--since"),
+            (&["--since", "2026-11-25"][..], "--since"),
+            (&["--until", "2026-11-25T16:00:00"][..], "--until"),
+            (
+                &[
+                    "--since",
+                    "2026-11-25T16:00:00Z",
+                    "--until",
+                    "2026-11-25T16:00:00Z",
+                ][..],
+                "--until",
+            ),
+            (&["--collection", ""][..], "--collection"),
+        ] {
+            let err = audit(args).unwrap_err();
             assert!(err.starts_with(flag), "{args:?} gave {err:?}");
         }
     }

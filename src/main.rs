@@ -4,22 +4,27 @@
 //! `run` below is the seed's loop: sleep, measure a breath, try hard to write it, say so.
 //! Everything that decides how hard to try lives in `retry`.
 
+mod audit;
 mod breath;
 mod cli;
 mod client;
 mod config;
 mod retry;
+mod stop;
+mod tally;
 
-use std::io::Write;
+use std::fmt;
+use std::io::{self, Write};
 use std::process::ExitCode;
-use std::{fmt, thread};
 
 use bson::oid::ObjectId;
 use log::warn;
 
 use breath::Breath;
-use config::Settings;
+use config::{AuditSettings, Settings};
 use retry::{Policy, SystemClock};
+use stop::Stop;
+use tally::Tally;
 
 fn main() -> ExitCode {
     init_logging();
@@ -42,20 +47,48 @@ fn try_main() -> Result<(), Error> {
                 .map_err(|e| Error::BadInput(e.to_string()))?;
             run(&settings)
         }
+        cli::Command::Audit(args) => {
+            let settings = AuditSettings::from_args(args, std::env::var("MONGODB_URI").ok())
+                .map_err(|e| Error::BadInput(e.to_string()))?;
+            audit(&settings)
+        }
     }
 }
 
-/// The seed's loop.
+/// Reads the breaths back and says what it found; something lost or doubled is an error.
+fn audit(settings: &AuditSettings) -> Result<(), Error> {
+    let breaths = client::audited(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let report = audit::audit(&breaths, settings).map_err(|e| Error::CouldntRead {
+        namespace: format!("{}.{}", settings.db, settings.collection),
+        error: audit::describe(&e),
+    })?;
+    match settings.json {
+        true => println!("{}", report.json()),
+        false => print!("{}", report.human()),
+    }
+    match report.is_clean() {
+        true => Ok(()),
+        false => Err(Error::Found(report.verdict())),
+    }
+}
+
+/// The seed's loop, until `--count` breaths or a signal.
 fn run(settings: &Settings) -> Result<(), Error> {
-    let breaths = client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let (breaths, primary) =
+        client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let stop = Stop::install().map_err(Error::Signals)?;
     let policy = Policy {
         attempts: settings.attempts,
         retry_wait: settings.retry_wait,
     };
-    let mut confirmed = 0;
-    loop {
-        thread::sleep(settings.interval);
+    let mut tally = Tally::default();
+    let stopped_by = loop {
+        if let Some(signal) = stop.sleep(settings.interval) {
+            break Some(signal);
+        }
         let breath = Breath::new();
+        let before = primary.get();
+        stop.in_flight(Some(breath.id));
         let written = retry::insert(
             &policy,
             &mut SystemClock,
@@ -69,6 +102,7 @@ fn run(settings: &Settings) -> Result<(), Error> {
             id: breath.id,
             failure,
         })?;
+        stop.in_flight(None);
         println!(
             "wrote {} time {} oxygen {:.4} attempts {}{}",
             breath.id,
@@ -81,11 +115,16 @@ fn run(settings: &Settings) -> Result<(), Error> {
                 ""
             },
         );
-        confirmed += 1;
-        if settings.count == Some(confirmed) {
-            return Ok(());
+        let now = primary.get();
+        if let Some(incident) = tally.add(breath.id, &written, before.as_ref(), now.as_ref()) {
+            println!("{incident}");
         }
-    }
+        if settings.count == Some(tally.written()) {
+            break None;
+        }
+    };
+    println!("{}", tally.summary(stopped_by));
+    Ok(())
 }
 
 /// Parses the command line; `--help` is an early exit, not an error.
@@ -114,14 +153,21 @@ enum Error {
         id: ObjectId,
         failure: retry::Failure,
     },
+    /// SIGINT and SIGTERM could not be taken over.
+    Signals(io::Error),
+    /// The audit found breaths lost or doubled.
+    Found(String),
+    /// The audit could not read the breaths: no member answered, or a read failed.
+    CouldntRead { namespace: String, error: String },
 }
 
 impl Error {
     fn exit_code(&self) -> u8 {
         match self {
             Error::Help => 0,
-            Error::CouldntWrite { .. } => 1,
+            Error::CouldntWrite { .. } | Error::Signals(_) | Error::Found(_) => 1,
             Error::BadInput(_) => 2,
+            Error::CouldntRead { .. } => 3,
         }
     }
 }
@@ -133,6 +179,11 @@ impl fmt::Display for Error {
             Error::BadInput(message) => write!(f, "{message}"),
             Error::CouldntWrite { id, failure } => {
                 write!(f, "couldn't write breath {id}: {failure}")
+            }
+            Error::Signals(error) => write!(f, "couldn't watch for SIGINT and SIGTERM: {error}"),
+            Error::Found(verdict) => write!(f, "the audit found {verdict}"),
+            Error::CouldntRead { namespace, error } => {
+                write!(f, "couldn't read {namespace}: {error}")
             }
         }
     }

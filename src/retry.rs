@@ -129,7 +129,10 @@ pub fn describe(error: &Error) -> String {
                 e.code, e.code_name, e.message
             )
         }
-        ErrorKind::ServerSelection { message, .. } => servers_seen(message),
+        ErrorKind::ServerSelection { message, .. } => match servers_seen(message) {
+            Some(servers) => format!("no writable primary: {servers}"),
+            None => message.clone(),
+        },
         kind => kind.to_string(),
     };
     let mut labels: Vec<&str> = error.labels().iter().map(String::as_str).collect();
@@ -142,8 +145,8 @@ pub fn describe(error: &Error) -> String {
 
 /// The driver explains a server selection timeout with a dump of its whole topology; what a
 /// person watching a failover wants is the seed's line: each member and what it is now.
-/// Falls back to the driver's message if its shape is not the expected one.
-fn servers_seen(message: &str) -> String {
+/// `None` if the message's shape is not the expected one.
+pub fn servers_seen(message: &str) -> Option<String> {
     let servers: Vec<String> = message
         .split("{ Address: ")
         .skip(1)
@@ -159,10 +162,7 @@ fn servers_seen(message: &str) -> String {
             })
         })
         .collect();
-    if servers.is_empty() {
-        return message.to_string();
-    }
-    format!("no writable primary: {}", servers.join(", "))
+    (!servers.is_empty()).then(|| servers.join(", "))
 }
 
 /// A breath that is in the database.
@@ -402,11 +402,11 @@ mod tests {
             None, server response: None }, { Address: 127.0.0.1:39135, Type: RsSecondary, \
             Average RTT: 1.66ms, Replica Set Name: rs0 } ] }";
         assert_eq!(
-            servers_seen(message),
-            "no writable primary: 127.0.0.1:33517 Unknown (I/O error: Connection refused \
-             (os error 111)), 127.0.0.1:39135 RsSecondary"
+            servers_seen(message).unwrap(),
+            "127.0.0.1:33517 Unknown (I/O error: Connection refused (os error 111)), \
+             127.0.0.1:39135 RsSecondary"
         );
-        assert_eq!(servers_seen("something else"), "something else");
+        assert_eq!(servers_seen("something else"), None);
     }
 
     #[test]

@@ -1,0 +1,167 @@
+//! What mabel tells a person beyond each breath's `wrote` line: a line for each incident as
+//! it happens, and a summary of the run when it ends.
+//!
+//! An incident is a breath that needed more than one attempt, or the first breath written to
+//! a new primary. The second half is there because the driver retries a write once by
+//! itself: a stepdown, or a crash noticed between two breaths, often costs a breath a second
+//! or two but only one of mabel's attempts, and a person watching a failover wants to see it
+//! all the same. A breath that was only slow, on the same primary, is not an incident.
+
+use std::time::Duration;
+
+use bson::oid::ObjectId;
+use mongodb::options::ServerAddress;
+
+use crate::retry::Written;
+
+/// The run so far.
+#[derive(Debug, Default)]
+pub struct Tally {
+    written: u64,
+    incidents: u64,
+    already_written: u64,
+    /// The longest a breath waited, and which breath.
+    longest: Option<(Duration, ObjectId)>,
+}
+
+impl Tally {
+    /// Counts a confirmed breath that went to `primary` after the previous one went to
+    /// `before`. Returns the incident line to print if it was an incident.
+    pub fn add(
+        &mut self,
+        id: ObjectId,
+        written: &Written,
+        before: Option<&ServerAddress>,
+        primary: Option<&ServerAddress>,
+    ) -> Option<String> {
+        self.written += 1;
+        self.already_written += u64::from(written.already_written);
+        if self
+            .longest
+            .is_none_or(|(longest, _)| written.waited > longest)
+        {
+            self.longest = Some((written.waited, id));
+        }
+        let new_primary = before.is_some() && before != primary;
+        if written.attempts == 1 && !new_primary {
+            return None;
+        }
+        self.incidents += 1;
+        let attempts = count(u64::from(written.attempts), "attempt");
+        let primary = match (before, primary) {
+            (Some(before), Some(now)) if before == now => format!("primary {now} (unchanged)"),
+            (before, now) => format!("primary {} -> {}", or_unknown(before), or_unknown(now)),
+        };
+        Some(format!(
+            "incident: breath {id} waited {:.3} s, {attempts}, {primary}, already written: {}",
+            written.waited.as_secs_f64(),
+            if written.already_written { "yes" } else { "no" },
+        ))
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// One line for the end of a run: `stopped_by` names the signal that ended it, if one did.
+    pub fn summary(&self, stopped_by: Option<&str>) -> String {
+        let how = match stopped_by {
+            Some(signal) => format!("stopped by {signal}"),
+            None => String::from("done"),
+        };
+        let longest = match self.longest {
+            Some((waited, id)) => {
+                format!(", longest wait {:.3} s (breath {id})", waited.as_secs_f64())
+            }
+            None => String::new(),
+        };
+        format!(
+            "{how}: {} written, {}{longest}, {} already written",
+            count(self.written, "breath"),
+            count(self.incidents, "incident"),
+            self.already_written
+        )
+    }
+}
+
+/// `1 breath`, `2 breaths`.
+fn count(n: u64, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
+}
+
+fn or_unknown(address: Option<&ServerAddress>) -> String {
+    address.map_or_else(|| String::from("unknown"), ToString::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(attempts: u32, already_written: bool, waited_ms: u64) -> Written {
+        Written {
+            attempts,
+            already_written,
+            waited: Duration::from_millis(waited_ms),
+        }
+    }
+
+    fn address(port: u16) -> ServerAddress {
+        ServerAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+        }
+    }
+
+    #[test]
+    fn one_attempt_on_the_same_primary_is_no_incident() {
+        let mut tally = Tally::default();
+        let a = address(1);
+        let id = ObjectId::new();
+        assert_eq!(tally.add(id, &written(1, false, 4), None, Some(&a)), None);
+        assert_eq!(
+            tally.add(id, &written(1, false, 900), Some(&a), Some(&a)),
+            None
+        );
+        assert_eq!(
+            tally.summary(None),
+            format!("done: 2 breaths written, 0 incidents, longest wait 0.900 s (breath {id}), 0 already written")
+        );
+    }
+
+    #[test]
+    fn retries_and_new_primaries_are_incidents() {
+        let mut tally = Tally::default();
+        let (a, b) = (address(1), address(2));
+        let id = ObjectId::new();
+        let line = tally.add(id, &written(3, true, 12_105), Some(&a), Some(&b));
+        assert_eq!(
+            line.unwrap(),
+            format!(
+                "incident: breath {id} waited 12.105 s, 3 attempts, primary 127.0.0.1:1 -> \
+                 127.0.0.1:2, already written: yes"
+            )
+        );
+        let line = tally.add(id, &written(1, false, 1_500), Some(&b), Some(&a));
+        assert!(line
+            .unwrap()
+            .contains("1 attempt, primary 127.0.0.1:2 -> 127.0.0.1:1,"));
+        let line = tally.add(id, &written(2, false, 300), Some(&a), Some(&a));
+        assert!(line.unwrap().contains("primary 127.0.0.1:1 (unchanged)"));
+        let line = tally.add(id, &written(2, false, 300), None, None);
+        assert!(line.unwrap().contains("primary unknown -> unknown"));
+        assert!(tally.summary(Some("SIGINT")).starts_with(
+            "stopped by SIGINT: 4 breaths written, 4 incidents, longest wait 12.105 s"
+        ));
+    }
+
+    #[test]
+    fn an_empty_run_has_a_summary_too() {
+        assert_eq!(
+            Tally::default().summary(Some("SIGTERM")),
+            "stopped by SIGTERM: 0 breaths written, 0 incidents, 0 already written"
+        );
+    }
+}
