@@ -92,6 +92,7 @@ fn run(settings: &Settings) -> Result<(), Error> {
         let written = retry::insert(
             &policy,
             &mut SystemClock,
+            false,
             || breaths.insert_one(breath.to_document()).run().map(drop),
             |attempt, error| {
                 let error = retry::describe(error);

@@ -71,15 +71,16 @@ impl Policy {
 pub enum Verdict {
     /// A primary may be back soon: try again.
     Retry,
-    /// The duplicate `_id` of our own breath: an earlier attempt landed.
+    /// The duplicate `_id` of our own breath: an earlier attempt, or an earlier run, landed.
     AlreadyWritten,
     /// Trying again cannot help, and may hide a real problem.
     Fatal(&'static str),
 }
 
-/// Decides what a failed attempt means. `attempt` counts from 1: on the first attempt a
-/// duplicate `_id` cannot be an earlier attempt of ours.
-pub fn classify(error: &Error, attempt: u32) -> Verdict {
+/// Decides what a failed attempt means. `sent_before` says whether this breath may already
+/// have been sent: by an earlier attempt, or by an earlier run that left it in the spool.
+/// A duplicate `_id` on a breath never sent before cannot be our own write.
+pub fn classify(error: &Error, sent_before: bool) -> Verdict {
     if error.contains_label("RetryableWriteError") {
         return Verdict::Retry;
     }
@@ -95,8 +96,8 @@ pub fn classify(error: &Error, attempt: u32) -> Verdict {
         ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => {
             if !on_id_index(&e.message) {
                 Verdict::Fatal("duplicate key on an index other than _id")
-            } else if attempt == 1 {
-                Verdict::Fatal("duplicate _id on the first attempt, so not an earlier attempt")
+            } else if !sent_before {
+                Verdict::Fatal("duplicate _id on a breath never sent before")
             } else {
                 Verdict::AlreadyWritten
             }
@@ -241,11 +242,13 @@ impl Clock for SystemClock {
 }
 
 /// Runs `attempt` until it succeeds, proves the breath already written, fails for good, or
-/// the policy's attempts or deadline run out. `warn` hears of every failed attempt that will
-/// be retried, with its number.
+/// the policy's attempts or deadline run out. `sent_before` is true for a breath that an
+/// earlier run or an earlier call may have written: then even the first attempt can meet its
+/// own `_id`. `warn` hears of every failed attempt that will be retried, with its number.
 pub fn insert(
     policy: &Policy,
     clock: &mut impl Clock,
+    sent_before: bool,
     mut attempt: impl FnMut() -> Result<(), Error>,
     mut warn: impl FnMut(u32, &Error),
 ) -> Result<Written, Failure> {
@@ -258,7 +261,7 @@ pub fn insert(
             Ok(()) => return Ok(written(number, false, clock.now() - start)),
             Err(error) => error,
         };
-        match classify(&error, number) {
+        match classify(&error, sent_before || number > 1) {
             Verdict::AlreadyWritten => return Ok(written(number, true, clock.now() - start)),
             Verdict::Fatal(reason) => {
                 return Err(Failure::Refused {
@@ -361,7 +364,7 @@ mod tests {
             write_concern_error(64),
             write_concern_error(189),
         ] {
-            assert_eq!(classify(&error, 1), Verdict::Retry, "{error}");
+            assert_eq!(classify(&error, false), Verdict::Retry, "{error}");
         }
     }
 
@@ -374,7 +377,7 @@ mod tests {
             write_concern_error(100),
         ] {
             assert!(
-                matches!(classify(&error, 2), Verdict::Fatal(_)),
+                matches!(classify(&error, true), Verdict::Fatal(_)),
                 "{error} was not fatal"
             );
         }
@@ -410,17 +413,17 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_id_on_a_retry_is_already_written() {
+    fn duplicate_id_on_a_breath_sent_before_is_already_written() {
         assert_eq!(
-            classify(&write_error(11000, DUP_ID), 2),
+            classify(&write_error(11000, DUP_ID), true),
             Verdict::AlreadyWritten
         );
         assert!(matches!(
-            classify(&write_error(11000, DUP_ID), 1),
+            classify(&write_error(11000, DUP_ID), false),
             Verdict::Fatal(_)
         ));
         assert!(matches!(
-            classify(&write_error(11000, DUP_TIME), 2),
+            classify(&write_error(11000, DUP_TIME), true),
             Verdict::Fatal(_)
         ));
     }
@@ -430,6 +433,16 @@ mod tests {
     fn run(
         policy: Policy,
         took: Duration,
+        script: Vec<Result<(), Error>>,
+    ) -> (Result<Written, Failure>, Vec<Duration>, Vec<u32>) {
+        run_sent(policy, took, false, script)
+    }
+
+    /// `run` for a breath that may have been sent before, as one replayed from the spool.
+    fn run_sent(
+        policy: Policy,
+        took: Duration,
+        sent_before: bool,
         script: Vec<Result<(), Error>>,
     ) -> (Result<Written, Failure>, Vec<Duration>, Vec<u32>) {
         let mut script = VecDeque::from(script);
@@ -443,7 +456,9 @@ mod tests {
             script.pop_front().unwrap_or_else(|| Err(io_error()))
         };
         let mut warned = Vec::new();
-        let result = insert(&policy, &mut clock, attempt, |n, _| warned.push(n));
+        let result = insert(&policy, &mut clock, sent_before, attempt, |n, _| {
+            warned.push(n)
+        });
         let slept = clock.slept.borrow().clone();
         (result, slept, warned)
     }
@@ -470,6 +485,18 @@ mod tests {
         let written = result.unwrap();
         assert_eq!((written.attempts, written.already_written), (2, true));
         assert_eq!(warned, [1]);
+    }
+
+    #[test]
+    fn a_breath_sent_before_may_meet_its_own_id_at_the_first_attempt() {
+        let dup = || vec![Err(write_error(11000, DUP_ID))];
+        let (result, _, warned) = run_sent(policy(60, 5000), Duration::ZERO, true, dup());
+        let written = result.unwrap();
+        assert_eq!((written.attempts, written.already_written), (1, true));
+        assert!(warned.is_empty());
+
+        let (result, _, _) = run_sent(policy(60, 5000), Duration::ZERO, false, dup());
+        assert!(matches!(result, Err(Failure::Refused { attempt: 1, .. })));
     }
 
     #[test]
