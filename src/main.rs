@@ -18,9 +18,12 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use bson::oid::ObjectId;
+use bson::Document;
 use log::warn;
+use mongodb::sync::Collection;
 
 use breath::Breath;
+use client::LastPrimary;
 use config::{AuditSettings, Settings};
 use retry::{Policy, SystemClock};
 use stop::Stop;
@@ -77,33 +80,68 @@ fn run(settings: &Settings) -> Result<(), Error> {
     let (breaths, primary) =
         client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
     let stop = Stop::install().map_err(Error::Signals)?;
-    let policy = Policy {
-        attempts: settings.attempts,
-        retry_wait: settings.retry_wait,
+    let mut writer = Writer {
+        breaths,
+        primary,
+        policy: Policy {
+            attempts: settings.attempts,
+            retry_wait: settings.retry_wait,
+        },
+        stop: stop.clone(),
+        tally: Tally::default(),
     };
-    let mut tally = Tally::default();
     let stopped_by = loop {
         if let Some(signal) = stop.sleep(settings.interval) {
             break Some(signal);
         }
         let breath = Breath::new();
-        let before = primary.get();
-        stop.in_flight(Some(breath.id));
+        writer
+            .write(&breath, false)
+            .map_err(|failure| Error::CouldntWrite {
+                id: breath.id,
+                failure,
+            })?;
+        if settings.count == Some(writer.tally.written()) {
+            break None;
+        }
+    };
+    println!("{}", writer.tally.summary(stopped_by));
+    Ok(())
+}
+
+/// Writes breaths one at a time and keeps the tally of the run.
+struct Writer {
+    breaths: Collection<Document>,
+    primary: LastPrimary,
+    policy: Policy,
+    stop: Stop,
+    tally: Tally,
+}
+
+impl Writer {
+    /// Writes one breath, trying as hard as the policy says, and once it is in prints it, and
+    /// an incident line if it was one. `sent_before` is for a breath an earlier run may have
+    /// written (see `retry::insert`).
+    fn write(&mut self, breath: &Breath, sent_before: bool) -> Result<(), retry::Failure> {
+        let before = self.primary.get();
+        self.stop.in_flight(Some(breath.id));
+        let attempts = self.policy.attempts;
         let written = retry::insert(
-            &policy,
+            &self.policy,
             &mut SystemClock,
-            false,
-            || breaths.insert_one(breath.to_document()).run().map(drop),
+            sent_before,
+            || {
+                self.breaths
+                    .insert_one(breath.to_document())
+                    .run()
+                    .map(drop)
+            },
             |attempt, error| {
                 let error = retry::describe(error);
-                warn!("Warning {error} (attempt {attempt} of {})", policy.attempts)
+                warn!("Warning {error} (attempt {attempt} of {attempts})")
             },
-        )
-        .map_err(|failure| Error::CouldntWrite {
-            id: breath.id,
-            failure,
-        })?;
-        stop.in_flight(None);
+        )?;
+        self.stop.in_flight(None);
         println!(
             "wrote {} time {} oxygen {:.4} attempts {}{}",
             breath.id,
@@ -116,16 +154,15 @@ fn run(settings: &Settings) -> Result<(), Error> {
                 ""
             },
         );
-        let now = primary.get();
-        if let Some(incident) = tally.add(breath.id, &written, before.as_ref(), now.as_ref()) {
+        let now = self.primary.get();
+        let incident = self
+            .tally
+            .add(breath.id, &written, before.as_ref(), now.as_ref());
+        if let Some(incident) = incident {
             println!("{incident}");
         }
-        if settings.count == Some(tally.written()) {
-            break None;
-        }
-    };
-    println!("{}", tally.summary(stopped_by));
-    Ok(())
+        Ok(())
+    }
 }
 
 /// Parses the command line; `--help` is an early exit, not an error.

@@ -19,6 +19,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 /// The loop's side of the signal thread.
+#[derive(Clone)]
 pub struct Stop {
     shared: Arc<Shared>,
 }
