@@ -3,6 +3,8 @@
 //! Nothing here is checked beyond what argh parses; `config` turns these raw values into
 //! settings and names the flag when one is wrong.
 
+use std::path::PathBuf;
+
 use argh::FromArgs;
 
 /// Writes Mabel the diving monkey's breaths to a MongoDB replica set, and keeps writing
@@ -57,6 +59,16 @@ pub struct Run {
     /// else majority; j: true unless the URI sets journal=false)
     #[argh(option)]
     pub write_concern: Option<String>,
+
+    /// keep every breath in this file until the database has it, so that neither an outage
+    /// past the retry deadline nor a crash of mabel loses one (default: no spool)
+    #[argh(option)]
+    pub spool: Option<PathBuf>,
+
+    /// the most bytes the spool may take; when the breaths waiting fill it, mabel stops
+    /// (default: 67108864, 64 MiB)
+    #[argh(option)]
+    pub spool_max_bytes: Option<u64>,
 }
 
 /// Read the breaths back and report how many there are, their time span and longest gaps,

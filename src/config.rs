@@ -4,11 +4,12 @@
 //! it connects to anything, with a message that names the flag.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::cli;
+use crate::{cli, spool};
 
 /// Where mabel writes when neither `--uri` nor `MONGODB_URI` says otherwise: the three-member
 /// set that `docker-compose.yml` starts.
@@ -26,6 +27,14 @@ pub struct Settings {
     pub retry_wait: Duration,
     pub count: Option<u64>,
     pub write_concern: Option<W>,
+    pub spool: Option<Spooling>,
+}
+
+/// Where breaths wait for the database, with `--spool`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spooling {
+    pub path: PathBuf,
+    pub max_bytes: u64,
 }
 
 /// Everything `mabel audit` needs, validated.
@@ -83,6 +92,7 @@ impl Settings {
                 n => n,
             },
             write_concern: args.write_concern.as_deref().map(w).transpose()?,
+            spool: spooling(args.spool, args.spool_max_bytes)?,
         })
     }
 }
@@ -181,6 +191,30 @@ fn name(flag: &'static str, value: String) -> Result<String, ConfigError> {
     Ok(value)
 }
 
+fn spooling(
+    path: Option<PathBuf>,
+    max_bytes: Option<u64>,
+) -> Result<Option<Spooling>, ConfigError> {
+    let Some(path) = path else {
+        return match max_bytes {
+            Some(max) => Err(ConfigError::new("--spool-max-bytes", max, "needs --spool")),
+            None => Ok(None),
+        };
+    };
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::new("--spool", "", "must be a file's path"));
+    }
+    let max_bytes = max_bytes.unwrap_or(spool::DEFAULT_MAX_BYTES);
+    if max_bytes < spool::SMALLEST {
+        return Err(ConfigError::new(
+            "--spool-max-bytes",
+            max_bytes,
+            "must be at least 41, room for one breath",
+        ));
+    }
+    Ok(Some(Spooling { path, max_bytes }))
+}
+
 fn w(value: &str) -> Result<W, ConfigError> {
     match value {
         "majority" => Ok(W::Majority),
@@ -215,6 +249,7 @@ mod tests {
         assert_eq!(s.retry_wait, Duration::from_secs(5));
         assert_eq!(s.count, None);
         assert_eq!(s.write_concern, None);
+        assert_eq!(s.spool, None);
     }
 
     #[test]
@@ -246,6 +281,12 @@ mod tests {
             (&["--write-concern", "most"][..], "--write-concern"),
             (&["--db", ""][..], "--db"),
             (&["--uri", " "][..], "--uri"),
+            (&["--spool", ""][..], "--spool"),
+            (
+                &["--spool", "s", "--spool-max-bytes", "40"][..],
+                "--spool-max-bytes",
+            ),
+            (&["--spool-max-bytes", "100000"][..], "--spool-max-bytes"),
         ] {
             let err = parse(args, None).unwrap_err();
             assert!(err.starts_with(flag), "{args:?} gave {err:?}");
@@ -280,6 +321,16 @@ mod tests {
             let err = audit(args).unwrap_err();
             assert!(err.starts_with(flag), "{args:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn the_spool_is_off_unless_asked_for_and_has_a_default_size() {
+        let s = parse(&["--spool", "data/spool"], None).unwrap();
+        let spooling = s.spool.unwrap();
+        assert_eq!(spooling.path, PathBuf::from("data/spool"));
+        assert_eq!(spooling.max_bytes, 64 << 20);
+        let s = parse(&["--spool", "s", "--spool-max-bytes", "41"], None).unwrap();
+        assert_eq!(s.spool.unwrap().max_bytes, spool::SMALLEST);
     }
 
     #[test]

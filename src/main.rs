@@ -2,7 +2,8 @@
 //! keeps writing through a primary failover without losing or doubling one.
 //!
 //! `run` below is the seed's loop: sleep, measure a breath, try hard to write it, say so.
-//! Everything that decides how hard to try lives in `retry`.
+//! Everything that decides how hard to try lives in `retry`; with `--spool`, `spool` runs the
+//! loop instead, so that no breath is lost when trying hard is not enough.
 
 mod audit;
 mod breath;
@@ -10,6 +11,7 @@ mod cli;
 mod client;
 mod config;
 mod retry;
+mod spool;
 mod stop;
 mod tally;
 
@@ -26,6 +28,7 @@ use breath::Breath;
 use client::LastPrimary;
 use config::{AuditSettings, Settings};
 use retry::{Policy, SystemClock};
+use spool::Spool;
 use stop::Stop;
 use tally::Tally;
 
@@ -75,7 +78,7 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
     }
 }
 
-/// The seed's loop, until `--count` breaths or a signal.
+/// The seed's loop, until `--count` breaths or a signal; with `--spool`, the spool's.
 fn run(settings: &Settings) -> Result<(), Error> {
     let (breaths, primary) =
         client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
@@ -90,6 +93,14 @@ fn run(settings: &Settings) -> Result<(), Error> {
         stop: stop.clone(),
         tally: Tally::default(),
     };
+    if let Some(spooling) = &settings.spool {
+        let spool = Spool::open(&spooling.path, spooling.max_bytes).map_err(Error::BadSpool)?;
+        let (interval, count) = (settings.interval, settings.count);
+        let (writer, stopped_by) =
+            spool::run(spool, interval, count, &stop, writer, Writer::write)?;
+        println!("{}", writer.tally.summary(stopped_by));
+        return Ok(());
+    }
     let stopped_by = loop {
         if let Some(signal) = stop.sleep(settings.interval) {
             break Some(signal);
@@ -193,18 +204,31 @@ enum Error {
     },
     /// SIGINT and SIGTERM could not be taken over.
     Signals(io::Error),
+    /// The spool cannot be used (locked, not a spool, damaged): nothing was tried.
+    BadSpool(spool::Error),
+    /// The spool could not take a breath or be written to: that breath is not kept.
+    Spool(spool::Error),
     /// The audit found breaths lost or doubled.
     Found(String),
     /// The audit could not read the breaths: no member answered, or a read failed.
     CouldntRead { namespace: String, error: String },
 }
 
+impl From<spool::Stopped> for Error {
+    fn from(stopped: spool::Stopped) -> Error {
+        match stopped {
+            spool::Stopped::Spool(error) => Error::Spool(error),
+            spool::Stopped::Refused { id, failure } => Error::CouldntWrite { id, failure },
+        }
+    }
+}
+
 impl Error {
     fn exit_code(&self) -> u8 {
         match self {
             Error::Help => 0,
-            Error::CouldntWrite { .. } | Error::Signals(_) | Error::Found(_) => 1,
-            Error::BadInput(_) => 2,
+            Error::CouldntWrite { .. } | Error::Spool(_) | Error::Signals(_) | Error::Found(_) => 1,
+            Error::BadInput(_) | Error::BadSpool(_) => 2,
             Error::CouldntRead { .. } => 3,
         }
     }
@@ -218,6 +242,7 @@ impl fmt::Display for Error {
             Error::CouldntWrite { id, failure } => {
                 write!(f, "couldn't write breath {id}: {failure}")
             }
+            Error::BadSpool(error) | Error::Spool(error) => write!(f, "{error}"),
             Error::Signals(error) => write!(f, "couldn't watch for SIGINT and SIGTERM: {error}"),
             Error::Found(verdict) => write!(f, "the audit found {verdict}"),
             Error::CouldntRead { namespace, error } => {

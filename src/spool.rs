@@ -1,0 +1,761 @@
+//! The spool: a file on local disk where every measured breath waits until the database has
+//! it, so that neither an outage past the retry deadline nor a crash of mabel loses one.
+//!
+//! Without it a breath lives only in memory: the retry policy gives up on it after five
+//! minutes without a primary, and a killed mabel takes the breath it was writing with it.
+//! Every log shipper that promises more keeps a disk buffer; this one is kept small and
+//! plain: an append-only file of fixed-size records, held by one mabel at a time, rewritten
+//! with only the waiting breaths whenever it has grown mostly stale.
+//!
+//! # Format
+//!
+//! Eight bytes, `MABELSP1`, then records of 33 bytes, numbers little-endian:
+//!
+//! | bytes  | field |
+//! |--------|-------|
+//! | 0..4   | CRC-32 (IEEE, as in zlib and gzip) of bytes 4..33 |
+//! | 4      | kind: 1 = this breath waits to be written, 2 = this breath is written |
+//! | 5..17  | the breath's `_id` |
+//! | 17..25 | its time, in milliseconds since the Unix epoch (i64) |
+//! | 25..33 | its oxygen (f64) |
+//!
+//! The breaths waiting are those with a kind-1 record and no kind-2 record, in file order,
+//! which is the order they were measured.
+//!
+//! # What survives what
+//!
+//! Every record is on disk (`fdatasync`) before `push` or `done` returns, and a breath is
+//! pushed before its first attempt, so a crash or a power cut can leave at most the last
+//! record half-written. A last record that is short or fails its checksum is that torn
+//! append: it is skipped with a warning and every record before it is kept (a torn kind-1
+//! record is a breath never sent; a torn kind-2 record leaves its breath waiting, and writing
+//! it again meets its own `_id`). A record that fails its checksum anywhere else is damage
+//! that no crash explains: opening stops with an error naming its byte offset, and the file
+//! is left as it was.
+//!
+//! # Staying small
+//!
+//! The file is rewritten with only the waiting breaths (to `PATH.tmp`, flushed, renamed over
+//! `PATH`, directory flushed: a crash leaves the old file or the new one) when it has reached
+//! 64 KiB (or half of `--spool-max-bytes`, if less) and at least half of it is stale, which on
+//! a healthy set means every thousand breaths or so, and whenever the next record would not
+//! fit under `--spool-max-bytes`. If the
+//! waiting breaths alone fill that maximum, the spool is full: `push` refuses the breath and
+//! says which one, and mabel stops rather than drop it.
+//!
+//! # One mabel per spool
+//!
+//! The file is locked (`File::try_lock`) while it is open; a second mabel is refused.
+
+mod run;
+
+pub use run::{run, Stopped};
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use bson::oid::ObjectId;
+use log::warn;
+
+use crate::breath::Breath;
+
+const MAGIC: &[u8; 8] = b"MABELSP1";
+const HEADER: u64 = MAGIC.len() as u64;
+const RECORD: u64 = 33;
+const WAITING: u8 = 1;
+const WRITTEN: u8 = 2;
+
+/// The smallest `--spool-max-bytes`: room for one breath.
+pub const SMALLEST: u64 = HEADER + RECORD;
+
+/// The default `--spool-max-bytes`, 64 MiB: about two million breaths, twenty-three days of an
+/// outage at one breath a second.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+
+/// Below this size (or half the maximum) the file is not rewritten just to drop stale records.
+const COMPACT_AT: u64 = 64 << 10;
+
+/// An open, locked spool and the breaths waiting in it, oldest first.
+#[derive(Debug)]
+pub struct Spool {
+    path: PathBuf,
+    file: File,
+    /// The file's length: everything written to it has been appended through `file`.
+    len: u64,
+    max: u64,
+    waiting: VecDeque<Waiting>,
+}
+
+/// A breath on the spool that the database may not have yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Waiting {
+    pub breath: Breath,
+    /// It was already on the spool when this run opened it, so the run that put it there may
+    /// have written it: a duplicate `_id` on its first attempt means it is written.
+    pub sent_before: bool,
+}
+
+/// Why the spool cannot be used, or cannot take a breath.
+#[derive(Debug)]
+pub enum Error {
+    Io {
+        path: PathBuf,
+        doing: &'static str,
+        error: io::Error,
+    },
+    /// Another process, surely another mabel, holds the lock.
+    Locked { path: PathBuf },
+    /// The file exists and is something else: it is not touched.
+    NotASpool { path: PathBuf },
+    /// A record other than the last is damaged.
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        problem: &'static str,
+    },
+    /// The waiting breaths fill `--spool-max-bytes`; `breath` was measured and not kept.
+    Full {
+        path: PathBuf,
+        max: u64,
+        waiting: usize,
+        breath: Breath,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { path, doing, error } => {
+                write!(f, "spool {}: couldn't {doing}: {error}", path.display())
+            }
+            Error::Locked { path } => write!(
+                f,
+                "spool {} is in use by another mabel; each mabel needs its own spool",
+                path.display()
+            ),
+            Error::NotASpool { path } => write!(
+                f,
+                "{} is not a mabel spool (it does not begin with {}); it was left untouched",
+                path.display(),
+                String::from_utf8_lossy(MAGIC)
+            ),
+            Error::Damaged {
+                path,
+                offset,
+                problem,
+            } => write!(
+                f,
+                "spool {} is damaged at byte {offset}: {problem}; mabel will not guess what \
+                 it held, and left the file untouched",
+                path.display()
+            ),
+            Error::Full {
+                path,
+                max,
+                waiting,
+                breath,
+            } => write!(
+                f,
+                "spool {} is full: {waiting} breaths wait in it and --spool-max-bytes is \
+                 {max}; breath {} time {} oxygen {} could not be kept",
+                path.display(),
+                breath.id,
+                breath.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                breath.oxygen
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Spool {
+    /// Opens the spool at `path`, creating it if need be, locks it, and reads back the
+    /// breaths an earlier run left waiting.
+    pub fn open(path: &Path, max: u64) -> Result<Spool, Error> {
+        let file = open_locked(path)?;
+        let mut bytes = Vec::new();
+        (&file)
+            .read_to_end(&mut bytes)
+            .map_err(failed(path, "read it"))?;
+        let recovered = recover(path, &bytes)?;
+        if let Some(offset) = recovered.torn_at {
+            warn!(
+                "spool {}: skipped the torn last record at byte {offset}, the trace of a write \
+                 cut short; every record before it is kept",
+                path.display()
+            );
+        }
+        let waiting: VecDeque<Waiting> = recovered
+            .waiting
+            .into_iter()
+            .map(|breath| Waiting {
+                breath,
+                sent_before: true,
+            })
+            .collect();
+        if !waiting.is_empty() {
+            warn!(
+                "spool {}: {} breaths left by an earlier run are written first, oldest first",
+                path.display(),
+                waiting.len()
+            );
+        }
+        let mut spool = Spool {
+            path: path.to_path_buf(),
+            file,
+            len: bytes.len() as u64,
+            max,
+            waiting,
+        };
+        if spool.len != spool.live_len() {
+            spool.compact()?;
+        }
+        Ok(spool)
+    }
+
+    /// Puts a breath at the end of the queue, on disk, before anyone tries to write it.
+    pub fn push(&mut self, breath: &Breath) -> Result<(), Error> {
+        if self.len + RECORD > self.max && self.len > self.live_len() {
+            self.compact()?;
+        }
+        if self.live_len() + RECORD > self.max {
+            return Err(Error::Full {
+                path: self.path.clone(),
+                max: self.max,
+                waiting: self.waiting.len(),
+                breath: breath.clone(),
+            });
+        }
+        self.append(WAITING, breath)?;
+        self.waiting.push_back(Waiting {
+            breath: breath.clone(),
+            sent_before: false,
+        });
+        Ok(())
+    }
+
+    /// The breath to write next.
+    pub fn oldest(&self) -> Option<&Waiting> {
+        self.waiting.front()
+    }
+
+    /// How many breaths wait.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The database has breath `id`: it no longer waits.
+    pub fn done(&mut self, id: ObjectId) -> Result<(), Error> {
+        let Some(at) = self.waiting.iter().position(|w| w.breath.id == id) else {
+            return Ok(());
+        };
+        let Some(done) = self.waiting.remove(at) else {
+            return Ok(());
+        };
+        let stale = self.len - self.live_len();
+        if self.len >= COMPACT_AT.min(self.max / 2) && stale >= self.live_len() {
+            return self.compact();
+        }
+        // With no room for the mark, the breath is written again after a crash and meets
+        // its own `_id`; the next push makes room.
+        if self.len + RECORD <= self.max {
+            self.append(WRITTEN, &done.breath)?;
+        }
+        Ok(())
+    }
+
+    /// The length of a file holding only the waiting breaths.
+    fn live_len(&self) -> u64 {
+        HEADER + self.waiting.len() as u64 * RECORD
+    }
+
+    fn append(&mut self, kind: u8, breath: &Breath) -> Result<(), Error> {
+        (&self.file)
+            .write_all(&encode(kind, breath))
+            .map_err(failed(&self.path, "write to it"))?;
+        self.file
+            .sync_data()
+            .map_err(failed(&self.path, "flush it to disk"))?;
+        self.len += RECORD;
+        Ok(())
+    }
+
+    /// Rewrites the file with only the waiting breaths, so that a crash at any point leaves
+    /// either the old file or the new one, both whole.
+    fn compact(&mut self) -> Result<(), Error> {
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut bytes = Vec::with_capacity(self.live_len() as usize);
+        bytes.extend_from_slice(MAGIC);
+        for waiting in &self.waiting {
+            bytes.extend_from_slice(&encode(WAITING, &waiting.breath));
+        }
+        let file = open_append(&tmp).map_err(failed(&tmp, "create it"))?;
+        // Locked before it takes the spool's name, so there is no moment when the spool is
+        // unlocked.
+        lock(&file, &tmp)?;
+        let rewrite = |file: &File| {
+            file.set_len(0)?;
+            (&*file).write_all(&bytes)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            sync_directory_of(&self.path)
+        };
+        rewrite(&file).map_err(failed(&self.path, "rewrite it"))?;
+        self.file = file;
+        self.len = bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Opens and locks the spool. Between the open and the lock, the mabel holding the spool may
+/// have rewritten it under the same name; then the lock is on the old file and the name is
+/// opened again.
+fn open_locked(path: &Path) -> Result<File, Error> {
+    loop {
+        let file = open_append(path).map_err(failed(path, "open it"))?;
+        lock(&file, path)?;
+        if still_named(&file, path).map_err(failed(path, "open it"))? {
+            return Ok(file);
+        }
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+}
+
+fn lock(file: &File, path: &Path) -> Result<(), Error> {
+    file.try_lock().map_err(|e| match e {
+        TryLockError::WouldBlock => Error::Locked {
+            path: path.to_path_buf(),
+        },
+        TryLockError::Error(error) => Error::Io {
+            path: path.to_path_buf(),
+            doing: "lock it",
+            error,
+        },
+    })
+}
+
+#[cfg(unix)]
+fn still_named(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (open, named) = (file.metadata()?, fs::metadata(path)?);
+    Ok((open.dev(), open.ino()) == (named.dev(), named.ino()))
+}
+
+#[cfg(not(unix))]
+fn still_named(_: &File, _: &Path) -> io::Result<bool> {
+    Ok(true)
+}
+
+/// A rename is durable once the directory holding it is flushed.
+fn sync_directory_of(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+fn failed<'a>(path: &'a Path, doing: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |error| Error::Io {
+        path: path.to_path_buf(),
+        doing,
+        error,
+    }
+}
+
+/// What a spool file holds.
+#[derive(Debug, Default, PartialEq)]
+struct Recovered {
+    waiting: VecDeque<Breath>,
+    /// The offset of a torn last record, skipped.
+    torn_at: Option<u64>,
+}
+
+fn recover(path: &Path, bytes: &[u8]) -> Result<Recovered, Error> {
+    let not_a_spool = || Error::NotASpool {
+        path: path.to_path_buf(),
+    };
+    let Some(records) = bytes.strip_prefix(MAGIC) else {
+        // Empty, or made by a run that died before its first eight bytes were on disk.
+        return match MAGIC.starts_with(bytes) {
+            true => Ok(Recovered::default()),
+            false => Err(not_a_spool()),
+        };
+    };
+    let mut recovered = Recovered::default();
+    let count = records.chunks(RECORD as usize).count();
+    for (i, record) in records.chunks(RECORD as usize).enumerate() {
+        let offset = HEADER + i as u64 * RECORD;
+        let damaged = |problem| Error::Damaged {
+            path: path.to_path_buf(),
+            offset,
+            problem,
+        };
+        match decode(record) {
+            Ok((WAITING, breath)) => recovered.waiting.push_back(breath),
+            Ok((WRITTEN, breath)) => {
+                let waiting = &mut recovered.waiting;
+                if let Some(at) = waiting.iter().position(|b| b.id == breath.id) {
+                    waiting.remove(at);
+                }
+            }
+            Ok(_) => return Err(damaged("the record there is of no known kind")),
+            Err(_) if i + 1 == count => recovered.torn_at = Some(offset),
+            Err(_) => {
+                return Err(damaged(
+                    "the record there fails its checksum, and records follow it, so no \
+                     crash explains it",
+                ))
+            }
+        }
+    }
+    Ok(recovered)
+}
+
+fn encode(kind: u8, breath: &Breath) -> [u8; RECORD as usize] {
+    let mut record = [0; RECORD as usize];
+    record[4] = kind;
+    record[5..17].copy_from_slice(&breath.id.bytes());
+    let millis = bson::DateTime::from_chrono(breath.time).timestamp_millis();
+    record[17..25].copy_from_slice(&millis.to_le_bytes());
+    record[25..33].copy_from_slice(&breath.oxygen.to_le_bytes());
+    let crc = crc32(&record[4..]);
+    record[..4].copy_from_slice(&crc.to_le_bytes());
+    record
+}
+
+/// The record's kind and breath, or why it is not a whole record.
+fn decode(record: &[u8]) -> Result<(u8, Breath), &'static str> {
+    let record: &[u8; RECORD as usize] =
+        record.try_into().map_err(|_| "the record is cut short")?;
+    if u32::from_le_bytes(field(record, 0)) != crc32(&record[4..]) {
+        return Err("the record fails its checksum");
+    }
+    let breath = Breath {
+        id: ObjectId::from_bytes(field(record, 5)),
+        time: bson::DateTime::from_millis(i64::from_le_bytes(field(record, 17))).to_chrono(),
+        oxygen: f64::from_le_bytes(field(record, 25)),
+    };
+    Ok((record[4], breath))
+}
+
+fn field<const N: usize>(record: &[u8; RECORD as usize], at: usize) -> [u8; N] {
+    let mut field = [0; N];
+    field.copy_from_slice(&record[at..at + N]);
+    field
+}
+
+/// CRC-32 as zlib computes it, a bit at a time: 33-byte records do not need a table.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    /// A directory of its own for one test, removed afterwards.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("mabel-{}-{test}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn spool(&self) -> PathBuf {
+            self.0.join("spool")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn breaths(n: i64) -> Vec<Breath> {
+        (0..n)
+            .map(|i| {
+                let time = Utc
+                    .timestamp_millis_opt(1_795_000_000_123 + i * 1000)
+                    .unwrap();
+                Breath::at(time, i as f64 / 7.0)
+            })
+            .collect()
+    }
+
+    fn waiting(spool: &Spool) -> Vec<Breath> {
+        spool.waiting.iter().map(|w| w.breath.clone()).collect()
+    }
+
+    fn record_at(i: u64) -> usize {
+        (HEADER + i * RECORD) as usize
+    }
+
+    #[test]
+    fn crc32_is_the_one_zlib_computes() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn a_record_keeps_the_breath_to_the_bit() {
+        let breath = &breaths(3)[2];
+        let record = encode(WAITING, breath);
+        assert_eq!(decode(&record), Ok((WAITING, breath.clone())));
+        assert_eq!(&record[5..17], &breath.id.bytes());
+
+        let mut flipped = record;
+        flipped[30] ^= 0x10;
+        assert_eq!(decode(&flipped), Err("the record fails its checksum"));
+        assert_eq!(decode(&record[..20]), Err("the record is cut short"));
+    }
+
+    #[test]
+    fn a_new_spool_is_just_its_header() {
+        let dir = Scratch::new("new");
+        let spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(spool.waiting(), 0);
+        assert_eq!(fs::read(dir.spool()).unwrap(), MAGIC);
+    }
+
+    #[test]
+    fn waiting_breaths_outlive_the_run_in_order_and_may_have_been_sent() {
+        let dir = Scratch::new("reopen");
+        let b = breaths(4);
+        let mut spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        for breath in &b[..3] {
+            spool.push(breath).unwrap();
+        }
+        assert!(!spool.oldest().unwrap().sent_before);
+        spool.done(b[0].id).unwrap();
+        drop(spool);
+
+        let mut spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(waiting(&spool), &b[1..3]);
+        assert!(spool.waiting.iter().all(|w| w.sent_before));
+        // Reopening dropped the stale records: only the two waiting breaths remain.
+        assert_eq!(spool.len, HEADER + 2 * RECORD);
+        spool.push(&b[3]).unwrap();
+        assert!(!spool.waiting[2].sent_before);
+        spool.done(b[1].id).unwrap();
+        drop(spool);
+
+        let spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(waiting(&spool), &b[2..4]);
+    }
+
+    /// Writes three waiting breaths to a spool file and returns its bytes.
+    fn three_waiting(dir: &Scratch) -> (Vec<Breath>, Vec<u8>) {
+        let b = breaths(3);
+        let mut spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        for breath in &b {
+            spool.push(breath).unwrap();
+        }
+        drop(spool);
+        (b, fs::read(dir.spool()).unwrap())
+    }
+
+    #[test]
+    fn a_torn_last_record_is_skipped_and_every_other_kept() {
+        let dir = Scratch::new("torn");
+        let (b, bytes) = three_waiting(&dir);
+
+        // Cut short, as by a power cut mid-append.
+        let short = &bytes[..bytes.len() - 13];
+        let recovered = recover(&dir.spool(), short).unwrap();
+        assert_eq!(recovered.waiting, &b[..2]);
+        assert_eq!(recovered.torn_at, Some(HEADER + 2 * RECORD));
+
+        // Whole length, garbled contents.
+        let mut garbled = bytes.clone();
+        garbled[record_at(2) + 10] ^= 0xFF;
+        let recovered = recover(&dir.spool(), &garbled).unwrap();
+        assert_eq!(recovered.waiting, &b[..2]);
+        assert_eq!(recovered.torn_at, Some(HEADER + 2 * RECORD));
+
+        // Opening drops the torn record, so the next append starts on a record boundary.
+        fs::write(dir.spool(), short).unwrap();
+        let mut spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(waiting(&spool), &b[..2]);
+        spool.push(&b[2]).unwrap();
+        drop(spool);
+        assert_eq!(fs::read(dir.spool()).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_damaged_record_before_the_last_stops_the_open_and_names_its_offset() {
+        let dir = Scratch::new("damaged");
+        let (_, mut bytes) = three_waiting(&dir);
+        bytes[record_at(1) + 20] ^= 0x01;
+        fs::write(dir.spool(), &bytes).unwrap();
+
+        let err = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap_err();
+        assert!(matches!(err, Error::Damaged { offset: 41, .. }), "{err:?}");
+        assert!(err.to_string().contains("at byte 41"), "{err}");
+        assert_eq!(
+            fs::read(dir.spool()).unwrap(),
+            bytes,
+            "the file was touched"
+        );
+
+        // A well-formed record of an unknown kind is damage too, even last.
+        let (_, mut bytes) = three_waiting(&Scratch::new("kind"));
+        let mut odd = encode(WAITING, &breaths(1)[0]);
+        odd[4] = 7;
+        let crc = crc32(&odd[4..]).to_le_bytes();
+        odd[..4].copy_from_slice(&crc);
+        bytes.extend_from_slice(&odd);
+        let err = recover(&dir.spool(), &bytes).unwrap_err();
+        assert!(matches!(err, Error::Damaged { offset: 107, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_spool_is_left_alone() {
+        let dir = Scratch::new("stranger");
+        fs::write(dir.spool(), "[package]\nname = \"mabel\"\n").unwrap();
+        let err = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap_err();
+        assert!(matches!(err, Error::NotASpool { .. }), "{err:?}");
+        assert_eq!(
+            fs::read(dir.spool()).unwrap(),
+            b"[package]\nname = \"mabel\"\n"
+        );
+
+        // A spool whose header was cut short by a crash as it was made is simply empty.
+        fs::write(dir.spool(), &MAGIC[..5]).unwrap();
+        let spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(spool.waiting(), 0);
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_until_the_first_lets_go() {
+        let dir = Scratch::new("locked");
+        let first = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        let err = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+        assert!(err.to_string().contains("in use by another mabel"), "{err}");
+        drop(first);
+        Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+    }
+
+    #[test]
+    fn the_lock_follows_the_spool_through_a_rewrite() {
+        let dir = Scratch::new("relock");
+        let mut spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        let b = breaths(1);
+        spool.push(&b[0]).unwrap();
+        spool.compact().unwrap();
+        let err = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_healthy_spool_stays_small() {
+        let dir = Scratch::new("healthy");
+        let max = HEADER + 10 * RECORD;
+        let mut spool = Spool::open(&dir.spool(), max).unwrap();
+        for breath in breaths(100) {
+            spool.push(&breath).unwrap();
+            spool.done(breath.id).unwrap();
+            assert!(spool.len <= max / 2 + RECORD, "{}", spool.len);
+        }
+        drop(spool);
+        assert!(fs::metadata(dir.spool()).unwrap().len() <= max / 2 + RECORD);
+        let spool = Spool::open(&dir.spool(), max).unwrap();
+        assert_eq!(spool.waiting(), 0);
+    }
+
+    #[test]
+    fn a_full_spool_refuses_the_breath_and_names_it() {
+        let dir = Scratch::new("full");
+        let b = breaths(5);
+        let max = HEADER + 3 * RECORD;
+        let mut spool = Spool::open(&dir.spool(), max).unwrap();
+        for breath in &b[..3] {
+            spool.push(breath).unwrap();
+        }
+        let err = spool.push(&b[3]).unwrap_err();
+        assert!(matches!(err, Error::Full { waiting: 3, .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains(&b[3].id.to_hex()), "{message}");
+        assert!(message.contains("2026-11-18T11:06:43.123Z"), "{message}");
+        assert_eq!(
+            waiting(&spool),
+            &b[..3],
+            "the refused breath is not half-kept"
+        );
+
+        // Writing the oldest makes room, though its mark did not fit.
+        spool.done(b[0].id).unwrap();
+        spool.push(&b[3]).unwrap();
+        assert_eq!(waiting(&spool), &b[1..4]);
+        assert!(spool.len <= max);
+        for breath in &b[1..4] {
+            spool.done(breath.id).unwrap();
+        }
+        spool.push(&b[4]).unwrap();
+        drop(spool);
+        let spool = Spool::open(&dir.spool(), max).unwrap();
+        assert_eq!(waiting(&spool), &b[4..]);
+    }
+
+    #[test]
+    fn a_long_backlog_is_rewritten_as_it_drains() {
+        let dir = Scratch::new("drain");
+        let b = breaths(40);
+        let max = HEADER + 100 * RECORD;
+        let mut spool = Spool::open(&dir.spool(), max).unwrap();
+        for breath in &b {
+            spool.push(breath).unwrap();
+        }
+        let mut largest = 0;
+        for (i, breath) in b.iter().enumerate() {
+            spool.done(breath.id).unwrap();
+            largest = largest.max(spool.len);
+            assert_eq!(spool.waiting(), b.len() - i - 1);
+        }
+        // Forty waiting and forty marks would be 2,648 bytes; half of it stale triggers a rewrite.
+        assert!(largest < HEADER + 80 * RECORD, "{largest}");
+        drop(spool);
+        assert_eq!(Spool::open(&dir.spool(), max).unwrap().waiting(), 0);
+    }
+
+    #[test]
+    fn a_mark_for_a_breath_not_waiting_is_ignored() {
+        let b = breaths(2);
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&encode(WAITING, &b[0]));
+        bytes.extend_from_slice(&encode(WRITTEN, &b[1]));
+        let recovered = recover(Path::new("spool"), &bytes).unwrap();
+        assert_eq!(recovered.waiting, &b[..1]);
+        assert_eq!(recovered.torn_at, None);
+    }
+}
