@@ -1,6 +1,6 @@
 # mabel: write Mabel's breaths to a local three-member replica set, then break it.
 #
-#   make run        start the set if needed and run mabel (extra flags: make run ARGS="...")
+#   make run        start the set if needed, run mabel with its spool in data/ (ARGS="...")
 #   make failover   kill the primary's container, in another terminal, while mabel runs
 #   make revive     start the killed member again
 #   make test       formatting, clippy and the test suite (what CI runs)
@@ -12,6 +12,8 @@ ARGS ?=
 # Where `make demo` keeps mabel's output.
 DEMO_LOG ?= demo.log
 MABEL ?= target/release/mabel
+# Where mabel keeps breaths until the set has them; `make run SPOOL=` runs without a spool.
+SPOOL ?= data/spool
 # Seconds `up` (and so `run`) waits for the set to have a primary.
 PRIMARY_WAIT ?= 60
 # The benchmarks `make bench` runs, one after the other; add a new bench-<name> target here.
@@ -50,7 +52,8 @@ help:
 
 run: up
 	@$(CHECK_HOSTS)
-	cargo run --release -- run $(ARGS)
+	$(if $(SPOOL),mkdir -p $(dir $(SPOOL)))
+	cargo run --release -- run $(if $(SPOOL),--spool $(SPOOL)) $(ARGS)
 
 # The seed's story, scripted: mabel writes a breath a second in the background, the primary
 # is killed after 10 s and started again 20 s later, mabel is stopped with SIGINT (it finishes
