@@ -138,7 +138,7 @@ impl fmt::Display for Error {
             ),
             Error::NotASpool { path } => write!(
                 f,
-                "{} is not a mabel spool (it does not begin with {}); it was left untouched",
+                "{} is not a mabel spool (a file that begins with {}); it was left untouched",
                 path.display(),
                 String::from_utf8_lossy(MAGIC)
             ),
@@ -177,6 +177,12 @@ impl Spool {
     /// breaths an earlier run left waiting.
     pub fn open(path: &Path, max: u64) -> Result<Spool, Error> {
         let file = open_locked(path)?;
+        // A device or a pipe is no spool, and /dev/zero would never stop being read.
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(Error::NotASpool {
+                path: path.to_path_buf(),
+            });
+        }
         let mut bytes = Vec::new();
         (&file)
             .read_to_end(&mut bytes)
@@ -211,6 +217,7 @@ impl Spool {
             max,
             waiting,
         };
+        // Drop the stale and the torn now, or give a new spool its header.
         if spool.len != spool.live_len() {
             spool.compact()?;
         }
@@ -254,10 +261,8 @@ impl Spool {
 
     /// The database has breath `id`: it no longer waits.
     pub fn done(&mut self, id: ObjectId) -> Result<(), Error> {
-        let Some(at) = self.waiting.iter().position(|w| w.breath.id == id) else {
-            return Ok(());
-        };
-        let Some(done) = self.waiting.remove(at) else {
+        let at = self.waiting.iter().position(|w| w.breath.id == id);
+        let Some(done) = at.and_then(|at| self.waiting.remove(at)) else {
             return Ok(());
         };
         let stale = self.len - self.live_len();
@@ -278,12 +283,14 @@ impl Spool {
     }
 
     fn append(&mut self, kind: u8, breath: &Breath) -> Result<(), Error> {
-        (&self.file)
+        let appended = (&self.file)
             .write_all(&encode(kind, breath))
-            .map_err(failed(&self.path, "write to it"))?;
-        self.file
-            .sync_data()
-            .map_err(failed(&self.path, "flush it to disk"))?;
+            .and_then(|()| self.file.sync_data());
+        if let Err(error) = appended {
+            // Take back a partial record, so that whatever comes next starts on a boundary.
+            let _ = self.file.set_len(self.len);
+            return Err(failed(&self.path, "write to it")(error));
+        }
         self.len += RECORD;
         Ok(())
     }

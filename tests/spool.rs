@@ -438,6 +438,10 @@ fn bad_spool_flags_and_unusable_spools_are_refused_before_anything_is_tried() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("is not a mabel spool"), "{stderr}");
     assert_eq!(fs::read(&stranger).unwrap(), fs::read(manifest).unwrap());
+
+    let (code, stderr) = refused(&["run", "--spool", "/dev/zero"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("is not a mabel spool"), "{stderr}");
 }
 
 /// The cost of the spool per breath, end to end: `mabel run --interval 0.001 --count 2000`
