@@ -21,12 +21,27 @@ const WATCHDOG: Duration = Duration::from_secs(90);
 const HEADER: usize = 8;
 const RECORD: usize = 33;
 
-/// A fresh directory for one test's spool; returns the spool's path inside it.
-fn spool_path(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("spool-{test}"));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("make the test's directory");
-    dir.join("spool")
+/// A directory of its own for one test in one process, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let name = format!("spool-{test}-{}", std::process::id());
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("make the test's directory");
+        Scratch(dir)
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.0.join("spool")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The `_id`s of the breaths waiting in a spool file, oldest first, read as the format in
@@ -126,7 +141,8 @@ fn last_line(outcome: &Outcome) -> &str {
 #[test]
 fn killed_mid_retry_and_restarted_every_spooled_breath_is_stored_once() {
     let set = FakeReplicaSet::start();
-    let spool = spool_path("killed");
+    let dir = Scratch::new("killed");
+    let spool = dir.spool();
     let extra = [
         "--interval",
         "0.05",
@@ -208,7 +224,8 @@ fn killed_mid_retry_and_restarted_every_spooled_breath_is_stored_once() {
 #[test]
 fn an_outage_past_the_deadline_loses_nothing_and_keeps_the_order() {
     let set = FakeReplicaSet::start();
-    let spool = spool_path("outage");
+    let dir = Scratch::new("outage");
+    let spool = dir.spool();
     let extra = [
         "--interval",
         "0.05",
@@ -260,7 +277,8 @@ fn an_outage_past_the_deadline_loses_nothing_and_keeps_the_order() {
 #[test]
 fn a_torn_last_record_is_skipped_with_a_warning() {
     let set = FakeReplicaSet::start();
-    let spool = spool_path("torn");
+    let dir = Scratch::new("torn");
+    let spool = dir.spool();
     let waiting = spool_up_breaths(&set, &spool, 5);
     // A power cut in the middle of appending the last record.
     let len = fs::metadata(&spool).expect("the spool exists").len();
@@ -295,7 +313,8 @@ fn a_torn_last_record_is_skipped_with_a_warning() {
 #[test]
 fn a_damaged_record_in_the_middle_stops_mabel_and_names_its_offset() {
     let set = FakeReplicaSet::start();
-    let spool = spool_path("damaged");
+    let dir = Scratch::new("damaged");
+    let spool = dir.spool();
     spool_up_breaths(&set, &spool, 5);
     let mut bytes = fs::read(&spool).unwrap();
     let offset = HEADER + RECORD;
@@ -329,7 +348,8 @@ fn a_damaged_record_in_the_middle_stops_mabel_and_names_its_offset() {
 #[test]
 fn a_second_mabel_on_the_same_spool_is_refused() {
     let set = FakeReplicaSet::start();
-    let spool = spool_path("two");
+    let dir = Scratch::new("two");
+    let spool = dir.spool();
     let mut first = Mabel::start(
         &set.uri(),
         &args(&spool, &["--interval", "0.05", "--count", "30"]),
@@ -360,7 +380,8 @@ fn a_second_mabel_on_the_same_spool_is_refused() {
 #[test]
 fn a_full_spool_stops_mabel_and_names_the_breath_it_could_not_keep() {
     let set = FakeReplicaSet::start();
-    let spool = spool_path("full");
+    let dir = Scratch::new("full");
+    let spool = dir.spool();
     kill_every_member(&set);
     let max = (HEADER + 5 * RECORD).to_string();
     let extra = [
@@ -425,14 +446,14 @@ fn bad_spool_flags_and_unusable_spools_are_refused_before_anything_is_tried() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("--spool-max-bytes"), "{stderr}");
 
-    let dir = spool_path("unusable");
-    let nowhere = dir.join("no/such/dir/spool");
+    let dir = Scratch::new("unusable");
+    let nowhere = dir.0.join("no/such/dir/spool");
     let (code, stderr) = refused(&["run", "--spool", nowhere.to_str().unwrap()]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("couldn't open it"), "{stderr}");
 
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let stranger = dir.with_file_name("Cargo.toml");
+    let stranger = dir.0.join("Cargo.toml");
     fs::copy(manifest, &stranger).unwrap();
     let (code, stderr) = refused(&["run", "--spool", stranger.to_str().unwrap()]);
     assert_eq!(code, Some(2));
@@ -456,7 +477,8 @@ fn spool_cost_per_breath() {
     for round in 0..ROUNDS {
         for variant in ["without", "with"] {
             let set = FakeReplicaSet::start();
-            let spool = spool_path(&format!("cost-{round}"));
+            let dir = Scratch::new(&format!("cost-{round}"));
+            let spool = dir.spool();
             let count = BREATHS.to_string();
             let mut run = vec!["run", "--interval", "0.001", "--count", &count];
             let spooled = args(&spool, &[]);
