@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bson::oid::ObjectId;
 use bson::Document;
 use chrono::Utc;
+use serde_json::Value;
 use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
 use support::FakeReplicaSet;
 
@@ -134,6 +135,28 @@ fn assert_in_time_order(stored: &[Document]) {
     );
 }
 
+/// `mabel audit --json` on the set: what the real audit finds, lost and doubled included.
+fn audit(set: &FakeReplicaSet) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_mabel"))
+        .args(["audit", "--json", "--uri", &set.uri()])
+        .env_remove("MONGODB_URI")
+        .output()
+        .expect("mabel audit runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// The audit finds exactly `breaths` breaths, none lost, none doubled, nothing foreign.
+fn assert_audit_clean(set: &FakeReplicaSet, breaths: usize) -> Value {
+    let report = audit(set);
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["doubled"], 0, "{report}");
+    assert_eq!(report["foreign"], 0, "{report}");
+    assert_eq!(report["breaths"], breaths, "{report}");
+    assert_eq!(report["documents"], breaths, "{report}");
+    report
+}
+
 fn last_line(outcome: &Outcome) -> &str {
     outcome.stderr.lines().last().unwrap_or_default()
 }
@@ -209,15 +232,19 @@ fn killed_mid_retry_and_restarted_every_spooled_breath_is_stored_once() {
         .collect();
     assert_eq!(ids, measured, "stored is not exactly what was measured");
     assert!(waiting_in(&spool).is_empty());
+    let report = assert_audit_clean(&set, measured.len());
+    assert_eq!(report["processes"], 2, "{report}");
     eprintln!(
-        "killed mid-retry: measured {} (first run {} written + {} spooled, second run {}), \
-         stored {}, lost {}, doubled 0",
+        "killed mid-retry: measured {} (first run {} written + {} spooled, second run {}); \
+         audit: {} breaths from {} processes, {} lost, {} doubled",
         measured.len(),
         first.confirmed().len(),
         spooled.len(),
         second.confirmed().len() - spooled.len(),
-        ids.len(),
-        measured.len() - ids.len(),
+        report["breaths"],
+        report["processes"],
+        report["lost"],
+        report["doubled"],
     );
 }
 
@@ -264,14 +291,70 @@ fn an_outage_past_the_deadline_loses_nothing_and_keeps_the_order() {
         .count();
     assert!(during >= 20, "only {during} breaths measured in the outage");
     assert!(waiting_in(&spool).is_empty());
+    let report = assert_audit_clean(&set, 80);
     eprintln!(
         "outage of {:.1} s past a {:.1} s deadline ({gave_up} give-ups): measured 80, \
-         {during} during the outage; stored {}, lost {}, doubled 0",
+         {during} during the outage; audit: {} breaths, {} lost, {} doubled",
         (up - down).as_seconds_f64(),
         0.6,
-        stored.len(),
-        80 - stored.len(),
+        report["breaths"],
+        report["lost"],
+        report["doubled"],
     );
+}
+
+#[test]
+fn a_signal_in_an_outage_leaves_the_waiting_breaths_for_the_next_run() {
+    let set = FakeReplicaSet::start();
+    let dir = Scratch::new("signal");
+    let spool = dir.spool();
+    let extra = [
+        "--interval",
+        "0.05",
+        "--retry-wait",
+        "0.2",
+        "--attempts",
+        "3",
+    ];
+    let mut first = Mabel::start(&set.uri(), &args(&spool, &extra));
+    first.wait_for_breaths(3, Duration::from_secs(30));
+    kill_every_member(&set);
+    thread::sleep(Duration::from_millis(1000));
+    first.signal("TERM");
+    let first = first.finish(WATCHDOG);
+
+    assert_eq!(first.code, Some(0), "{first:#?}");
+    let summary = first.stdout.last().map(String::as_str).unwrap_or_default();
+    assert!(summary.starts_with("stopped by SIGTERM: "), "{first:#?}");
+    let waiting = waiting_in(&spool);
+    assert!(waiting.len() >= 10, "{waiting:?}");
+    assert!(
+        first.stderr.contains(&format!(
+            "{} breaths wait in spool {}",
+            waiting.len(),
+            spool.display()
+        )),
+        "{}",
+        first.stderr
+    );
+
+    revive_every_member(&set, 0);
+    let second = Mabel::start(
+        &set.uri(),
+        &args(&spool, &["--interval", "0.05", "--count", "2"]),
+    )
+    .finish(WATCHDOG);
+    assert_eq!(second.code, Some(0), "{second:#?}");
+    let ids = stored_once(&set.documents("mabel", "breaths"));
+    let expected: Vec<ObjectId> = first
+        .confirmed()
+        .iter()
+        .map(|c| c.id)
+        .chain(waiting.iter().copied())
+        .chain(second.confirmed()[waiting.len()..].iter().map(|c| c.id))
+        .collect();
+    assert_eq!(ids, expected);
+    assert_audit_clean(&set, expected.len());
 }
 
 #[test]
