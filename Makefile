@@ -4,7 +4,7 @@
 #   make failover   kill the primary's container, in another terminal, while mabel runs
 #   make revive     start the killed member again
 #   make test       formatting, clippy and the test suite (what CI runs)
-#   make bench      failover, footprint and audit benchmarks (writes benches/results.md)
+#   make bench      failover, footprint, audit and spool benchmarks (results: benches/results.md)
 #   make demo       the seed's story in one go: write, fail over, revive, stop, audit
 
 COMPOSE ?= docker compose
@@ -17,7 +17,7 @@ SPOOL ?= data/spool
 # Seconds `up` (and so `run`) waits for the set to have a primary.
 PRIMARY_WAIT ?= 60
 # The benchmarks `make bench` runs, one after the other; add a new bench-<name> target here.
-BENCHES := bench-failover bench-footprint bench-audit
+BENCHES := bench-failover bench-footprint bench-audit bench-spool
 
 # Shell functions shared by the recipes that talk to the set (each recipe is one shell):
 #   port SERVICE         the port that service's mongod listens on
@@ -160,3 +160,8 @@ bench-footprint:
 # breaths per second, its CPU time and its peak memory. AUDIT_BREATHS=n changes the second size.
 bench-audit:
 	cargo bench --bench audit
+
+# The spool's cost per breath: its two fdatasyncs on this disk, and whole runs with and
+# without --spool against the fake set.
+bench-spool:
+	cargo bench --bench spool

@@ -765,26 +765,4 @@ mod tests {
         assert_eq!(recovered.waiting, &b[..1]);
         assert_eq!(recovered.torn_at, None);
     }
-
-    /// What the spool adds to each breath, fsyncs included: a push and a done, as on a
-    /// healthy set. Prints, asserts nothing about time. Run with
-    /// `cargo test --release --bin mabel -- --ignored --nocapture spool_cost`.
-    #[test]
-    #[ignore]
-    fn spool_cost_per_breath_on_this_disk() {
-        let dir = Scratch::new("cost");
-        let mut spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
-        let b = breaths(2000);
-        let started = std::time::Instant::now();
-        for breath in &b {
-            spool.push(breath).unwrap();
-            spool.done(breath.id).unwrap();
-        }
-        let took = started.elapsed();
-        println!(
-            "{} breaths pushed and marked done in {took:?}: {:?} per breath",
-            b.len(),
-            took / b.len() as u32
-        );
-    }
 }

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -546,53 +546,4 @@ fn bad_spool_flags_and_unusable_spools_are_refused_before_anything_is_tried() {
     let (code, stderr) = refused(&["run", "--spool", "/dev/zero"]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("is not a mabel spool"), "{stderr}");
-}
-
-/// The cost of the spool per breath, end to end: `mabel run --interval 0.001 --count 2000`
-/// against the fake, with and without `--spool`, alternately. Prints, asserts nothing about
-/// time. Run with `cargo test --release --test spool -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn spool_cost_per_breath() {
-    const BREATHS: usize = 2000;
-    const ROUNDS: usize = 5;
-    let mut took: HashMap<&str, Vec<Duration>> = HashMap::new();
-    for round in 0..ROUNDS {
-        for variant in ["without", "with"] {
-            let set = FakeReplicaSet::start();
-            let dir = Scratch::new(&format!("cost-{round}"));
-            let spool = dir.spool();
-            let count = BREATHS.to_string();
-            let mut run = vec!["run", "--interval", "0.001", "--count", &count];
-            let spooled = args(&spool, &[]);
-            if variant == "with" {
-                run.extend(&spooled[1..]);
-            }
-            let started = Instant::now();
-            let outcome = Mabel::start(&set.uri(), &run).finish(WATCHDOG);
-            took.entry(variant).or_default().push(started.elapsed());
-            assert_eq!(outcome.code, Some(0), "{outcome:#?}");
-            assert_eq!(set.documents("mabel", "breaths").len(), BREATHS);
-        }
-    }
-    let median = |variant: &str| {
-        let mut times = took[variant].clone();
-        times.sort();
-        times[ROUNDS / 2]
-    };
-    let (without, with) = (median("without"), median("with"));
-    println!("{BREATHS} breaths at --interval 0.001, median of {ROUNDS} runs each:");
-    for variant in ["without", "with"] {
-        println!(
-            "  {variant:>7} --spool: {:?} (runs: {:?})",
-            median(variant),
-            took[variant]
-        );
-    }
-    // With a spool, measuring and writing overlap, so the difference can be below zero; what
-    // the spool itself costs is printed by the unit test of the same name in src/spool.rs.
-    println!(
-        "  with minus without, per breath: {:.3} ms",
-        (with.as_secs_f64() - without.as_secs_f64()) * 1000.0 / BREATHS as f64
-    );
 }
