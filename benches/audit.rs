@@ -13,7 +13,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -68,9 +68,8 @@ fn seed(set: &FakeReplicaSet, from: u64, to: u64) {
 
 fn audit(set: &FakeReplicaSet, size: u64) {
     let began = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mabel"))
+    let mut child = support::mabel::command()
         .args(["audit", "--json", "--uri", &set.uri()])
-        .env_remove("MONGODB_URI")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

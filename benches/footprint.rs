@@ -18,7 +18,7 @@ mod common;
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,7 @@ fn busy(n: u64) -> Busy {
     let set = common::fake_set();
     let uri = common::plain_uri(&set, "");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mabel"))
+    let mut child = support::mabel::command()
         .args([
             "run",
             "--interval",
@@ -88,9 +88,6 @@ fn busy(n: u64) -> Busy {
             &n.to_string(),
         ])
         .args(["--uri", &uri])
-        .env_remove("MONGODB_URI")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -148,11 +145,8 @@ fn idle_pair() -> Vec<Idle> {
 fn idle(label: &'static str, extra: &str) -> Idle {
     let set = common::fake_set();
     let uri = common::plain_uri(&set, extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mabel"))
+    let mut child = support::mabel::command()
         .args(["run", "--uri", &uri])
-        .env_remove("MONGODB_URI")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

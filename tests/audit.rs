@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use bson::oid::ObjectId;
@@ -30,11 +29,10 @@ impl Audit {
 }
 
 fn audit(uri: &str, args: &[&str]) -> Audit {
-    let output = Command::new(env!("CARGO_BIN_EXE_mabel"))
+    let output = support::mabel::command()
         .arg("audit")
         .args(["--uri", uri])
         .args(args)
-        .env_remove("MONGODB_URI")
         .output()
         .expect("the mabel binary runs");
     Audit {

@@ -16,7 +16,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -192,9 +191,8 @@ fn random_failures_lose_nothing_and_double_nothing() {
     assert_eq!(written.len(), BREATHS);
     assert_stored_exactly_once(&outcome, &set.documents("mabel", "breaths"));
 
-    let audit = Command::new(env!("CARGO_BIN_EXE_mabel"))
+    let audit = support::mabel::command()
         .args(["audit", "--json", "--uri", &set.uri()])
-        .env_remove("MONGODB_URI")
         .output()
         .expect("mabel audit runs");
     let stdout = String::from_utf8_lossy(&audit.stdout);

@@ -7,7 +7,6 @@ mod support;
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -137,9 +136,8 @@ fn assert_in_time_order(stored: &[Document]) {
 
 /// `mabel audit --json` on the set: what the real audit finds, lost and doubled included.
 fn audit(set: &FakeReplicaSet) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_mabel"))
+    let output = support::mabel::command()
         .args(["audit", "--json", "--uri", &set.uri()])
-        .env_remove("MONGODB_URI")
         .output()
         .expect("mabel audit runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -508,9 +506,8 @@ fn a_full_spool_stops_mabel_and_names_the_breath_it_could_not_keep() {
 
 /// Runs `mabel` with no set behind `--uri`: for flags and spools refused before connecting.
 fn refused(args: &[&str]) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mabel"))
+    let output = support::mabel::command()
         .args(args)
-        .env_remove("MONGODB_URI")
         .output()
         .expect("the mabel binary runs");
     assert!(output.stdout.is_empty());

@@ -2,7 +2,7 @@
 //! the benchmark. Each reports what happened to every breath on one channel.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -146,12 +146,9 @@ impl Running {
 }
 
 fn start_mabel(uri: &str, tx: Sender<Event>) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mabel"))
+    let mut child = crate::support::mabel::command()
         .args(["run", "--uri", uri])
         .args(["--interval", &INTERVAL.as_secs_f64().to_string()])
-        .env_remove("MONGODB_URI")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

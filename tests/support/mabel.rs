@@ -38,16 +38,24 @@ pub struct Confirmed {
     pub already_written: bool,
 }
 
+/// The `mabel` binary with `MONGODB_URI` and `RUST_LOG` cleared, so that the caller alone
+/// decides where it connects and what it logs, and with no standard input.
+pub fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mabel"));
+    command
+        .env_remove("MONGODB_URI")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    command
+}
+
 impl Mabel {
     /// Starts `mabel <args>` with `--uri uri`; `MONGODB_URI` and `RUST_LOG` are cleared so the
     /// test alone decides.
     pub fn start(uri: &str, args: &[&str]) -> Mabel {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mabel"))
+        let mut child = command()
             .args(args)
             .args(["--uri", uri])
-            .env_remove("MONGODB_URI")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
