@@ -220,10 +220,9 @@ fn insert(
     if std::mem::take(&mut faults.drop_next_reply) {
         return Outcome::HangUp;
     }
-    let target = state.replica(member).oplog.len();
     let concern = Concern::of(&request.body);
     let alive = |state: &State| is_current(state, member, incarnation);
-    let (state, waited) = write_concern::wait(shared, state, member, term, target, &concern, alive);
+    let (state, waited) = write_concern::wait(shared, state, member, term, &concern, alive);
     match waited {
         Ok(()) => {}
         Err(Unmet::Gone) => return Outcome::Gone,

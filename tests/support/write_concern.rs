@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bson::{doc, Bson, Document};
 
 use super::cluster::{Shared, State};
+use super::oplog::OpTime;
 
 /// How often a waiting write lets replication move (lag is measured against the clock).
 const POLL: Duration = Duration::from_millis(10);
@@ -66,34 +67,36 @@ impl Concern {
         Concern { w, wtimeout }
     }
 
-    /// Whether the first `target` entries of `member`'s oplog satisfy this concern.
-    fn met(&self, state: &State, member: usize, target: usize) -> bool {
-        let Some(index) = target.checked_sub(1) else {
+    /// Whether the entry `target` (its place in the oplog and its OpTime) satisfies this
+    /// concern on `member`.
+    fn met(&self, state: &State, member: usize, target: Option<(usize, OpTime)>) -> bool {
+        let Some((index, optime)) = target else {
             return true;
         };
+        let replica = state.replica(member);
         match self.w {
             W::Members(n) if n <= 1 => true,
             W::Members(n) => {
-                let optime = state.replica(member).oplog[index].optime;
                 let holders = (0..state.members.len())
                     .filter(|&m| state.replica(m).holds(index, optime))
                     .count();
                 holders as i64 >= n
             }
-            W::Majority => state.replica(member).committed >= target,
+            W::Majority => replica.holds(index, optime) && replica.committed > index,
         }
     }
 }
 
-/// Holds a write on `member`, primary in `term`, until its first `target` entries satisfy
-/// `concern`, the wtimeout expires, or the member stops being primary in that term.
+/// Holds a write on `member`, primary in `term`, until its newest entry (when the write
+/// finished) satisfies `concern`, the wtimeout expires, or the member stops being primary in
+/// that term: checked first, as `_awaitReplication` does, so that a member that steps down,
+/// rolls back and catches up does not take the new primary's entries for its own.
 /// `alive` says whether the member is still the one that took the write.
 pub fn wait<'a>(
     shared: &'a Shared,
     mut state: MutexGuard<'a, State>,
     member: usize,
     term: i64,
-    target: usize,
     concern: &Concern,
     alive: impl Fn(&State) -> bool,
 ) -> (MutexGuard<'a, State>, Result<(), Unmet>) {
@@ -107,18 +110,20 @@ pub fn wait<'a>(
             return (state, Err(Unmet::Error(error)));
         }
     }
+    let oplog = &state.replica(member).oplog;
+    let target = oplog.len().checked_sub(1).map(|i| (i, oplog[i].optime));
     let deadline = concern.wtimeout.map(|t| Instant::now() + t);
     loop {
         if !alive(&state) {
             return (state, Err(Unmet::Gone));
         }
-        if concern.met(&state, member, target) {
-            return (state, Ok(()));
-        }
         if state.writable_term(member) != Some(term) {
             let message = "Primary stepped down while waiting for replication";
             let error = error(189, "PrimarySteppedDown", message);
             return (state, Err(Unmet::Error(error)));
+        }
+        if concern.met(&state, member, target) {
+            return (state, Ok(()));
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
