@@ -140,8 +140,9 @@ impl Writer {
         let started = Instant::now();
         let mut before = self.primary.get();
         self.stop.in_flight(batch.first().map(|breath| breath.id));
-        let (attempts, last) = 'attempts: {
-            for attempt in 1..=self.policy.attempts {
+        let attempts = self.policy.attempts;
+        let (made, last) = 'attempts: {
+            for attempt in 1..=attempts {
                 let tried = Instant::now();
                 let error = match self.insert(batch) {
                     Ok(()) => {
@@ -171,7 +172,6 @@ impl Writer {
                 else {
                     break 'attempts (attempt, error);
                 };
-                let attempts = self.policy.attempts;
                 warn!(
                     "Warning {} (attempt {attempt} of {attempts})",
                     retry::describe(&error)
@@ -183,7 +183,7 @@ impl Writer {
         // The seed's `else: raise Exception("Couldn't write!")`.
         Err(Failure::GaveUp {
             breath: batch[0].id,
-            attempts,
+            attempts: made,
             waited: started.elapsed(),
             last,
         })
