@@ -185,4 +185,26 @@ mod tests {
             "stopped by SIGTERM: 0 breaths written, 0 incidents, 0 already written"
         );
     }
+
+    #[test]
+    fn a_batch_is_one_incident_named_by_its_first_breath() {
+        let mut tally = Tally::default();
+        let a = address(1);
+        let ids = [ObjectId::new(), ObjectId::new(), ObjectId::new()];
+        let line = tally.add(&ids, &written(2, false, 700), Some(&a), Some(&a));
+        assert_eq!(
+            line.unwrap(),
+            format!(
+                "incident: breath {} (and 2 more) waited 0.700 s, 2 attempts, primary \
+                 127.0.0.1:1 (unchanged), already written: no",
+                ids[0]
+            )
+        );
+        assert_eq!(
+            tally.add(&[], &written(2, true, 700), Some(&a), Some(&a)),
+            None
+        );
+        assert_eq!(tally.written(), 3);
+        assert!(tally.summary(None).ends_with(", 0 already written"));
+    }
 }
