@@ -219,6 +219,14 @@ impl FakeReplicaSet {
         self.shared.changed.notify_all();
     }
 
+    /// Every insert is answered `latency` after it was handled, on top of its write
+    /// concern: what a real set adds beyond replication, the journal's flush and the network,
+    /// a few milliseconds. The write is applied at once; only the reply waits, on its own
+    /// connection, so heartbeats and other connections are answered meanwhile.
+    pub fn set_write_latency(&self, latency: Duration) {
+        self.shared.lock().write_latency = latency;
+    }
+
     /// The next insert a primary accepts is applied, then its connection closes with no
     /// reply, before it waits for its write concern.
     pub fn drop_next_reply(&self) {
@@ -247,7 +255,8 @@ impl FakeReplicaSet {
         let mut state = self.shared.lock();
         let primary = state.primary.expect("add_unique_index needs a primary");
         let term = state.term;
-        if let Err(dup) = state.create_index(primary, term, &ns, field, 1, true) {
+        let key = [(field.to_string(), 1)];
+        if let Err(dup) = state.create_index(primary, term, &ns, &key, true) {
             panic!("cannot build unique index: {}", dup.message());
         }
         self.shared.settle(&mut state);

@@ -56,8 +56,7 @@ pub enum Op {
     },
     CreateIndex {
         ns: String,
-        field: String,
-        direction: i32,
+        key: Vec<(String, i32)>,
         unique: bool,
     },
     /// The no-op a member writes when it becomes primary, so that it can commit an entry of

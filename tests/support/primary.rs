@@ -91,25 +91,23 @@ impl State {
         Ok(reply)
     }
 
-    /// Builds a single-field index on `member`, primary in `term`, and logs it if it is new.
-    /// Returns whether it is new.
+    /// Builds an index on `member`, primary in `term`, and logs it if it is new: on one
+    /// field, or on several when it is not unique. Returns whether it is new.
     pub fn create_index(
         &mut self,
         member: usize,
         term: i64,
         ns: &str,
-        field: &str,
-        direction: i32,
+        key: &[(String, i32)],
         unique: bool,
     ) -> Result<bool, Box<DuplicateKey>> {
         let store = &mut self.replica_mut(member).store;
-        let created = store.create_index(ns, field, direction, unique)?;
+        let created = store.create_any_index(ns, key, unique)?;
         if created {
             // Applying the entry here again finds the index built and changes nothing.
             let op = Op::CreateIndex {
                 ns: ns.to_string(),
-                field: field.to_string(),
-                direction,
+                key: key.to_vec(),
                 unique,
             };
             self.log(member, term, op);
