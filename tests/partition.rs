@@ -75,8 +75,8 @@ fn ids(docs: &[Document]) -> HashSet<ObjectId> {
 }
 
 /// Nothing lost, nothing doubled: every confirmed breath stored once, on every member, and
-/// the audit agrees. Breaths rolled back were written again.
-fn assert_nothing_lost(set: &FakeReplicaSet, outcome: &Outcome) {
+/// the audit agrees. Breaths rolled back were written again. Returns the audit's report.
+fn assert_nothing_lost(set: &FakeReplicaSet, outcome: &Outcome) -> Value {
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     assert_eq!(outcome.confirmed().len(), BREATHS, "{outcome:#?}");
     let stored = set.committed("mabel", "breaths");
@@ -96,6 +96,7 @@ fn assert_nothing_lost(set: &FakeReplicaSet, outcome: &Outcome) {
         (Some(0), Some(0))
     );
     assert_eq!(report["breaths"], BREATHS);
+    report
 }
 
 #[test]
@@ -126,13 +127,15 @@ fn with_w1_the_breaths_the_cut_off_primary_acknowledged_are_rolled_back() {
     assert_eq!(code, Some(1), "{report}");
     assert_eq!(report["lost"], rolled_back.len());
     assert_eq!(report["doubled"], 0);
+    let text = support::mabel::command()
+        .args(["audit", "--uri", &set.uri()])
+        .output()
+        .expect("mabel audit runs");
     eprintln!(
-        "w: 1 through a partition: {} breaths confirmed, {} rolled back; audit: {} breaths, \
-         {} lost, exit {code:?}",
+        "w: 1 through a partition: {} breaths confirmed, {} rolled back; mabel audit says:\n{}",
         confirmed.len(),
         rolled_back.len(),
-        report["breaths"],
-        report["lost"],
+        String::from_utf8_lossy(&text.stdout),
     );
 }
 
@@ -143,7 +146,7 @@ fn with_the_defaults_nothing_confirmed_is_rolled_back() {
         ..Play::default()
     };
     let (set, outcome) = partition("", &[], play);
-    assert_nothing_lost(&set, &outcome);
+    let report = assert_nothing_lost(&set, &outcome);
 
     // The breath that waited on the cut-off primary until it stepped down: its first
     // attempt was rolled back, and it was written again on the new primary.
@@ -156,7 +159,12 @@ fn with_the_defaults_nothing_confirmed_is_rolled_back() {
         .find(|l| l.starts_with(&format!("incident: breath {waited} waited")))
         .unwrap_or_else(|| panic!("no incident line for {waited}: {outcome:#?}"));
     assert!(incident.contains(" -> "), "{incident}");
-    eprintln!("defaults through a partition: {incident}");
+    let done = outcome.stdout.last().expect("a summary line");
+    eprintln!(
+        "defaults through a partition:\n{incident}\n{done}\n1 breath rolled back and written \
+         again; audit: {} breaths, {} lost, {} doubled",
+        report["breaths"], report["lost"], report["doubled"]
+    );
 }
 
 #[test]
