@@ -169,7 +169,9 @@ impl FakeReplicaSet {
     /// for their concern there get PrimarySteppedDown. Panics if it reaches a majority.
     pub fn notice_isolation(&self, member: usize) {
         let mut state = self.shared.lock();
-        let reached = (0..3).filter(|&m| state.linked(member, m)).count();
+        let reached = (0..state.members.len())
+            .filter(|&m| state.linked(member, m))
+            .count();
         assert!(reached == 0, "member {member} is not cut off");
         state.notice_isolation(member);
         drop(state);
@@ -181,8 +183,8 @@ impl FakeReplicaSet {
     /// rolls them back (`rolled_back` keeps them); then all catch up.
     pub fn heal(&self) {
         let mut state = self.shared.lock();
-        for member in 0..3 {
-            state.replica_mut(member).isolated = false;
+        for member in &mut state.members {
+            member.replica.isolated = false;
         }
         drop(state);
         self.settle();

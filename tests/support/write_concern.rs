@@ -12,7 +12,9 @@
 //! so a duplicate key or a retry answered from the retryable-write table waits like a write.
 //!
 //! Limits: tag sets are not implemented (any `w` string but "majority" waits as "majority"),
-//! and only `insert` waits; `createIndexes` replies at once.
+//! only `insert` waits (`createIndexes` replies at once), and the `NoWritesPerformed` label,
+//! which the server adds beside `RetryableWriteError` when the connection's last OpTime did
+//! not move (`src/mongo/db/error_labels.cpp`), is never added.
 
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
