@@ -107,6 +107,16 @@ fn assert_audit_clean(set: &FakeReplicaSet, breaths: usize) {
     assert_eq!(report["breaths"], breaths, "{report}");
 }
 
+/// Waits until the set has received `n` insert commands. The fake's count, not mabel's
+/// output: the test reads the output far more slowly than mabel writes it.
+fn wait_for_inserts(set: &FakeReplicaSet, n: u64) {
+    let deadline = Instant::now() + WATCHDOG;
+    while set.insert_count() < n {
+        assert!(Instant::now() < deadline, "fewer than {n} inserts came");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn finished(mabel: Mabel) -> Outcome {
     let outcome = mabel.finish(WATCHDOG);
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
@@ -226,18 +236,18 @@ fn killed_mid_backlog_with_a_batch_in_limbo_then_restarted_nothing_lost_or_doubl
     let dir = Scratch::new("killed");
     let backlog = spool_file::backlog(10_000);
     let spool = dir.spool(&backlog);
-    // Slow enough that the test can act between batches: 100 batches of 20 ms.
-    set.set_write_latency(Duration::from_millis(20));
+    // Slow enough that the test can act between batches: 100 batches of 50 ms.
+    set.set_write_latency(Duration::from_millis(50));
     let extra = ["--batch", "100", "--retry-wait", "0.3", "--attempts", "100"];
     let mut first = drain(&set, &spool, &extra);
 
     // A batch is applied and its reply lost; the driver retries it on the same primary,
     // which answers from its retryable-write history.
-    first.wait_for_breaths(1_000, WATCHDOG);
+    wait_for_inserts(&set, 10);
     set.drop_next_reply();
     // Then a batch is applied and the primary dies before it replies, with no other member
     // up: mabel is killed while that batch is in limbo.
-    first.wait_for_breaths(3_000, WATCHDOG);
+    wait_for_inserts(&set, 20);
     set.kill(1);
     set.kill(2);
     set.crash_after_next_write();
