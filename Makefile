@@ -4,7 +4,7 @@
 #   make failover   kill the primary's container, in another terminal, while mabel runs
 #   make revive     start the killed member again
 #   make test       formatting, clippy and the test suite (what CI runs)
-#   make bench      every benchmark below; results in benches/results.md, charts in benches/*.svg
+#   make bench      every bench-* target: results in benches/results.md, charts in benches/*.svg
 #   make demo       the seed's story in one go: write, fail over, revive, stop, audit
 
 COMPOSE ?= docker compose

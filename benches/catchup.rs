@@ -202,14 +202,14 @@ fn report(cases: &[Case], results: &[Run], reps: usize) -> String {
     );
     for (case, run) in cases.iter().zip(results) {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             common::thousands(case.breaths as u64),
             case.latency_ms,
             case.writer.name(),
             common::secs(run.catch_up),
             common::secs(run.first_write),
             common::thousands(run.inserts),
-            case.breaths as f64 / run.catch_up.as_secs_f64()
+            common::thousands((case.breaths as f64 / run.catch_up.as_secs_f64()) as u64)
         ));
     }
     let day = cases

@@ -147,7 +147,8 @@ fn draw_lines(name: &str, lines: &Lines) -> Result<(), Box<dyn std::error::Error
         .y_label_area_size(70)
         .build_cartesian_2d(
             (x_min / 2.0..x_max * 2.0).log_scale(),
-            (y_min / 2.0..y_max * 2.0).log_scale(),
+            // Headroom above the highest point for the legend.
+            (y_min / 2.0..y_max * 20.0).log_scale(),
         )?;
     chart
         .configure_mesh()

@@ -167,6 +167,7 @@ pub fn report(
     for line in targets {
         out.push_str(&format!("- {line}\n"));
     }
+    out.push_str("\n![failover overhead per scenario and writer](failover.svg)\n");
     if late > 0 {
         out.push_str(&format!(
             "\nWrites confirmed after the failure but before the election: {late}. They had \
