@@ -4,7 +4,7 @@
 #   make failover   kill the primary's container, in another terminal, while mabel runs
 #   make revive     start the killed member again
 #   make test       formatting, clippy and the test suite (what CI runs)
-#   make bench      failover, footprint, audit and spool benchmarks (results: benches/results.md)
+#   make bench      every bench-* target: results in benches/results.md, charts in benches/*.svg
 #   make demo       the seed's story in one go: write, fail over, revive, stop, audit
 
 COMPOSE ?= docker compose
@@ -17,7 +17,7 @@ SPOOL ?= data/spool
 # Seconds `up` (and so `run`) waits for the set to have a primary.
 PRIMARY_WAIT ?= 60
 # The benchmarks `make bench` runs, one after the other; add a new bench-<name> target here.
-BENCHES := bench-failover bench-footprint bench-audit bench-spool
+BENCHES := bench-failover bench-footprint bench-audit bench-spool bench-catchup
 
 # Shell functions shared by the recipes that talk to the set (each recipe is one shell):
 #   port SERVICE         the port that service's mongod listens on
@@ -165,3 +165,8 @@ bench-audit:
 # without --spool against the fake set.
 bench-spool:
 	cargo bench --bench spool
+
+# A minute's, an hour's and a day's backlog in the spool, written once the set returns, at 0
+# and 5 ms per insert, in batches and one at a time: benches/results.md and benches/catchup.svg.
+bench-catchup:
+	cargo bench --bench catchup

@@ -15,6 +15,7 @@ use bson::Document;
 use chrono::Utc;
 use serde_json::Value;
 use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use support::spool_file::waiting_in;
 use support::FakeReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(90);
@@ -42,23 +43,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
-}
-
-/// The `_id`s of the breaths waiting in a spool file, oldest first, read as the format in
-/// `src/spool.rs` documents it: an 8-byte header, then 33-byte records whose byte 4 is the
-/// kind (1 waiting, 2 written) and bytes 5..17 the `_id`. Checksums are mabel's business.
-fn waiting_in(spool: &Path) -> Vec<ObjectId> {
-    let bytes = fs::read(spool).unwrap_or_default();
-    let mut waiting = Vec::new();
-    for record in bytes.get(HEADER..).unwrap_or_default().chunks_exact(RECORD) {
-        let id = ObjectId::from_bytes(record[5..17].try_into().expect("12 bytes"));
-        match record[4] {
-            1 => waiting.push(id),
-            2 => waiting.retain(|w| *w != id),
-            kind => panic!("record of kind {kind} in {}", spool.display()),
-        }
-    }
-    waiting
 }
 
 fn kill_every_member(set: &FakeReplicaSet) {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod chart;
+
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,4 +102,17 @@ fn results_path() -> PathBuf {
 /// Seconds with two decimals.
 pub fn secs(d: std::time::Duration) -> String {
     format!("{:.2}", d.as_secs_f64())
+}
+
+/// 86400 as "86,400".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -260,6 +260,7 @@ fn main() {
     println!("{report}");
     if only.is_none() && complete {
         common::write_section("failover", &report);
+        report::draw(&results, &scenarios);
     }
     if !complete {
         std::process::exit(1);

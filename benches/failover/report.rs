@@ -167,6 +167,7 @@ pub fn report(
     for line in targets {
         out.push_str(&format!("- {line}\n"));
     }
+    out.push_str("\n![failover overhead per scenario and writer](failover.svg)\n");
     if late > 0 {
         out.push_str(&format!(
             "\nWrites confirmed after the failure but before the election: {late}. They had \
@@ -247,4 +248,31 @@ fn check_targets(results: &[Rep], s: usize) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// `benches/failover.svg`: mabel's median overhead beside the other writers', per scenario.
+pub fn draw(results: &[Rep], scenarios: &[usize]) {
+    let series = WRITERS
+        .iter()
+        .map(|&writer| {
+            let medians = scenarios
+                .iter()
+                .map(|&s| summarize(results, s, writer).overhead)
+                .map(|o| o.map(|o| o.median.as_secs_f64()))
+                .collect();
+            (writer.name().to_string(), medians)
+        })
+        .collect();
+    common::chart::bars(
+        "failover",
+        &common::chart::Bars {
+            title: "Failover overhead: first write after the election, median",
+            x_label: "seconds after the new primary is elected",
+            groups: scenarios
+                .iter()
+                .map(|&s| SCENARIOS[s].name.to_string())
+                .collect(),
+            series,
+        },
+    );
 }

@@ -27,6 +27,8 @@
 
 // Runs the `mabel` binary for the end-to-end tests; separate from the fake itself.
 pub mod mabel;
+// Spool files with a backlog in them, for the catch-up tests and benchmark.
+pub mod spool_file;
 
 mod cluster;
 mod commands;
