@@ -21,13 +21,18 @@
 
 // Runs the `mabel` binary for the end-to-end tests; separate from the fake itself.
 pub mod mabel;
+// The fake or a real set behind one interface, and the real side of it.
+pub mod real;
+pub mod target;
 
 mod cluster;
 mod commands;
 mod cursor;
 mod errors;
+mod failpoint;
 mod member;
 mod query;
+mod stepdown;
 mod store;
 mod wire;
 
