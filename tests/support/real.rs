@@ -93,7 +93,11 @@ pub struct Compose {
 
 impl Compose {
     pub fn from_env() -> Compose {
-        let program = std::env::var("COMPOSE").unwrap_or_else(|_| "docker compose".into());
+        Compose::new(&std::env::var("COMPOSE").unwrap_or_else(|_| "docker compose".into()))
+    }
+
+    /// `program` is split on spaces: `docker compose`, `docker-compose`, a stub's path.
+    pub fn new(program: &str) -> Compose {
         Compose {
             program: program.split_whitespace().map(str::to_string).collect(),
         }
