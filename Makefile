@@ -165,7 +165,7 @@ TEST_URI ?= mongodb://127.0.0.1:27017,127.0.0.1:27018,127.0.0.1:27019/?replicaSe
 test-real: up
 	@mkdir -p target; \
 	{ MABEL_TEST_URI='$(TEST_URI)' COMPOSE='$(COMPOSE)' \
-		cargo test --tests -- --test-threads=1 --nocapture 2>&1; echo $$? >target/test-real.status; } \
+		cargo test --no-fail-fast --tests -- --test-threads=1 --nocapture 2>&1; echo $$? >target/test-real.status; } \
 		| tee target/test-real.log; \
 	echo "== skipped against the real set:"; \
 	grep -o 'skipped: .*' target/test-real.log || echo "(none)"; \
