@@ -120,3 +120,28 @@ fn a_write_whose_write_concern_failed_is_not_taken_for_confirmed() {
         assert!(retried[0].already_written, "{outcome:#?}");
     }
 }
+
+#[test]
+fn the_servers_labels_decide_whether_the_driver_retries_by_itself() {
+    // Labelled RetryableWriteError by the server (the write carried a txnNumber), the error
+    // is retried inside the driver and mabel never sees it; with the labels emptied, mabel's
+    // own loop makes the second attempt.
+    for labels in [None, Some(&[][..])] {
+        let target = Target::start();
+        let mut refuse = FailPoint::fail_command(&["insert"], Mode::Times(1)).error_code(10107);
+        if let Some(labels) = labels {
+            refuse = refuse.error_labels(labels);
+        }
+        let (outcome, fired) = run_with(&target, "", 8, refuse);
+
+        assert_eq!(fired, 1);
+        assert_all_stored_once(&target, &outcome, 8);
+        let retried = outcome
+            .confirmed()
+            .iter()
+            .filter(|c| c.attempts > 1)
+            .count();
+        let expected = if labels.is_some() { 1 } else { 0 };
+        assert_eq!(retried, expected, "labels {labels:?}: {outcome:#?}");
+    }
+}

@@ -26,7 +26,8 @@
 //! The fake knows `failCommand` and `stopReplProducer` (accepted and recorded, for replication
 //! to consult; the fake's single store replicates instantly and ignores it). Any other name
 //! is "not found", where a real server knows hundreds. `namespace`, `threadName`,
-//! `failInternalCommands` and `errorExtraInfo` are ignored.
+//! `failInternalCommands` and `errorExtraInfo` are ignored. `writeConcernError` and the
+//! `errorLabels` of a fail point that only blocks reach `insert` replies alone.
 
 use std::collections::HashMap;
 use std::sync::MutexGuard;
