@@ -183,6 +183,13 @@ impl Target {
         }
     }
 
+    /// Stops `member` fetching the oplog until the guard drops: `stopReplProducer`, as the
+    /// server's jstests stop replication (`stopServerReplication` in write_concern_util.js).
+    /// The fake accepts it; its single store replicates regardless.
+    pub fn stop_replication(&self, member: usize) -> FailPointGuard {
+        self.fail_point(member, FailPoint::named("stopReplProducer", Mode::AlwaysOn))
+    }
+
     /// Hands the primary over to `to` as a person would with admin commands: `to` is
     /// unfrozen, every other secondary frozen for 30 s, and the primary asked to step down
     /// for 30 s (with a handoff). Returns the old primary once `to` has won.
