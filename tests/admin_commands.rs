@@ -77,6 +77,10 @@ fn configure_fail_point_refuses_what_mongod_refuses() {
         .run_command(member, off, app)
         .expect("off is accepted");
     assert!(reply.get_i32("count").is_ok(), "{reply}");
+
+    // The fail point that stops replication is known too (setting it panics otherwise).
+    let primary = target.wait_for_primary(std::time::Duration::from_secs(30));
+    drop(target.stop_replication((primary + 1) % 3));
 }
 
 #[test]
