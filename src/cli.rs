@@ -51,7 +51,9 @@ pub struct Run {
     #[argh(option, default = "5.0")]
     pub retry_wait: f64,
 
-    /// stop after this many breaths are confirmed (default: run until stopped)
+    /// stop after this many breaths are confirmed (default: run until stopped); with
+    /// --spool, after this many are measured and the spool is empty, so 0 only writes what
+    /// the spool holds
     #[argh(option)]
     pub count: Option<u64>,
 
@@ -69,6 +71,11 @@ pub struct Run {
     /// (default: 67108864, 64 MiB)
     #[argh(option)]
     pub spool_max_bytes: Option<u64>,
+
+    /// the most breaths from the spool sent in one insert when a backlog waits; 1 sends
+    /// them one at a time (default: 1000)
+    #[argh(option)]
+    pub batch: Option<usize>,
 }
 
 /// Read the breaths back and report how many there are, their time span and longest gaps,

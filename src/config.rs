@@ -35,6 +35,8 @@ pub struct Settings {
 pub struct Spooling {
     pub path: PathBuf,
     pub max_bytes: u64,
+    /// The most waiting breaths sent in one insert.
+    pub batch: usize,
 }
 
 /// Everything `mabel audit` needs, validated.
@@ -88,11 +90,14 @@ impl Settings {
             },
             retry_wait: seconds("--retry-wait", args.retry_wait)?,
             count: match args.count {
-                Some(0) => return Err(ConfigError::new("--count", "0", "must be at least 1")),
+                Some(0) if args.spool.is_none() => {
+                    let problem = "must be at least 1 (0 is for writing what a --spool holds)";
+                    return Err(ConfigError::new("--count", "0", problem));
+                }
                 n => n,
             },
             write_concern: args.write_concern.as_deref().map(w).transpose()?,
-            spool: spooling(args.spool, args.spool_max_bytes)?,
+            spool: spooling(args.spool, args.spool_max_bytes, args.batch)?,
         })
     }
 }
@@ -194,11 +199,13 @@ fn name(flag: &'static str, value: String) -> Result<String, ConfigError> {
 fn spooling(
     path: Option<PathBuf>,
     max_bytes: Option<u64>,
+    batch: Option<usize>,
 ) -> Result<Option<Spooling>, ConfigError> {
     let Some(path) = path else {
-        return match max_bytes {
-            Some(max) => Err(ConfigError::new("--spool-max-bytes", max, "needs --spool")),
-            None => Ok(None),
+        return match (max_bytes, batch) {
+            (Some(max), _) => Err(ConfigError::new("--spool-max-bytes", max, "needs --spool")),
+            (_, Some(n)) => Err(ConfigError::new("--batch", n, "needs --spool")),
+            (None, None) => Ok(None),
         };
     };
     if path.as_os_str().is_empty() {
@@ -212,7 +219,16 @@ fn spooling(
             "must be at least 41, room for one breath",
         ));
     }
-    Ok(Some(Spooling { path, max_bytes }))
+    let batch = batch.unwrap_or(spool::DEFAULT_BATCH);
+    if !(1..=spool::LARGEST_BATCH).contains(&batch) {
+        let problem = "must be from 1 to 100000, the most a server takes in one insert";
+        return Err(ConfigError::new("--batch", batch, problem));
+    }
+    Ok(Some(Spooling {
+        path,
+        max_bytes,
+        batch,
+    }))
 }
 
 fn w(value: &str) -> Result<W, ConfigError> {

@@ -18,19 +18,22 @@ mod tally;
 use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::thread;
+use std::time::Instant;
 
 use bson::oid::ObjectId;
 use bson::Document;
 use log::warn;
+use mongodb::options::ServerAddress;
 use mongodb::sync::Collection;
 
 use breath::Breath;
 use client::LastPrimary;
 use config::{AuditSettings, Settings};
-use retry::{Policy, SystemClock};
+use retry::{Failure, Policy, Verdict};
 use spool::Spool;
 use stop::Stop;
-use tally::Tally;
+use tally::{Tally, Written};
 
 fn main() -> ExitCode {
     init_logging();
@@ -95,23 +98,22 @@ fn run(settings: &Settings) -> Result<(), Error> {
     };
     if let Some(spooling) = &settings.spool {
         let spool = Spool::open(&spooling.path, spooling.max_bytes).map_err(Error::BadSpool)?;
-        let (interval, count) = (settings.interval, settings.count);
+        writer.index_for_the_audit();
+        let (interval, count, batch) = (settings.interval, settings.count, spooling.batch);
         let (writer, stopped_by) =
-            spool::run(spool, interval, count, &stop, writer, Writer::write)?;
+            spool::run(spool, interval, count, batch, &stop, writer, Writer::write)?;
         println!("{}", writer.tally.summary(stopped_by));
         return Ok(());
     }
+    writer.index_for_the_audit();
     let stopped_by = loop {
         if let Some(signal) = stop.sleep(settings.interval) {
             break Some(signal);
         }
         let breath = Breath::new();
         writer
-            .write(&breath, false)
-            .map_err(|failure| Error::CouldntWrite {
-                id: breath.id,
-                failure,
-            })?;
+            .write(&mut vec![breath], false)
+            .map_err(Error::CouldntWrite)?;
         if settings.count == Some(writer.tally.written()) {
             break None;
         }
@@ -120,7 +122,7 @@ fn run(settings: &Settings) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes breaths one at a time and keeps the tally of the run.
+/// Writes breaths and keeps the tally of the run.
 struct Writer {
     breaths: Collection<Document>,
     primary: LastPrimary,
@@ -130,50 +132,154 @@ struct Writer {
 }
 
 impl Writer {
-    /// Writes one breath, trying as hard as the policy says, and once it is in prints it, and
-    /// an incident line if it was one. `sent_before` is for a breath an earlier run may have
-    /// written (see `retry::insert`).
-    fn write(&mut self, breath: &Breath, sent_before: bool) -> Result<(), retry::Failure> {
-        let before = self.primary.get();
-        self.stop.in_flight(Some(breath.id));
+    /// The seed's attempt loop, for one breath or a batch of the spool's oldest: insert, and on
+    /// an error ask the policy what it means. Each breath is printed and leaves `batch` once
+    /// it is in the database; on an error, what is left in `batch` is not written.
+    /// `sent_before` says an earlier run may have written these breaths already.
+    fn write(&mut self, batch: &mut Vec<Breath>, sent_before: bool) -> Result<(), Failure> {
+        let started = Instant::now();
+        let mut before = self.primary.get();
+        self.stop.in_flight(batch.first().map(|breath| breath.id));
         let attempts = self.policy.attempts;
-        let written = retry::insert(
-            &self.policy,
-            &mut SystemClock,
-            sent_before,
-            || {
-                self.breaths
-                    .insert_one(breath.to_document())
-                    .run()
-                    .map(drop)
-            },
-            |attempt, error| {
-                let error = retry::describe(error);
-                warn!("Warning {error} (attempt {attempt} of {attempts})")
-            },
-        )?;
-        self.stop.in_flight(None);
-        println!(
-            "wrote {} time {} oxygen {:.4} attempts {}{}",
-            breath.id,
-            breath.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-            breath.oxygen,
-            written.attempts,
-            if written.already_written {
-                " (already written)"
-            } else {
-                ""
-            },
-        );
-        let now = self.primary.get();
-        let incident = self
-            .tally
-            .add(breath.id, &written, before.as_ref(), now.as_ref());
-        if let Some(incident) = incident {
-            println!("{incident}");
-        }
-        Ok(())
+        let (made, last) = 'attempts: {
+            for attempt in 1..=attempts {
+                let tried = Instant::now();
+                let error = match self.insert(batch) {
+                    Ok(()) => {
+                        let verdicts = vec![Verdict::Inserted; batch.len()];
+                        self.settle(batch, &verdicts, attempt, started, &mut before);
+                        return Ok(());
+                    }
+                    Err(error) => error,
+                };
+                let verdicts = retry::classify(&error, batch.len(), sent_before || attempt > 1);
+                match self.settle(batch, &verdicts, attempt, started, &mut before) {
+                    Some((breath, reason)) => {
+                        return Err(Failure::Refused {
+                            breath,
+                            attempt,
+                            reason,
+                            error,
+                        })
+                    }
+                    // Already written: "It worked the first time".
+                    None if batch.is_empty() => return Ok(()),
+                    None => {}
+                }
+                let Some(pause) = self
+                    .policy
+                    .pause(attempt, tried.elapsed(), started.elapsed())
+                else {
+                    break 'attempts (attempt, error);
+                };
+                warn!(
+                    "Warning {} (attempt {attempt} of {attempts})",
+                    retry::describe(&error)
+                );
+                thread::sleep(pause);
+            }
+            unreachable!("--attempts is at least 1, and the policy stops at the last attempt")
+        };
+        // The seed's `else: raise Exception("Couldn't write!")`.
+        Err(Failure::GaveUp {
+            breath: batch[0].id,
+            attempts: made,
+            waited: started.elapsed(),
+            last,
+        })
     }
+
+    /// Creates the index `mabel audit` reads a year of breaths by, if it is missing. Breathing
+    /// does not need it, so a failure (no primary yet, no right to create indexes) is only
+    /// a warning.
+    fn index_for_the_audit(&self) {
+        if let Err(error) = self.breaths.create_index(audit::index()).run() {
+            warn!(
+                "couldn't create the index mabel audit sorts by, so an audit of many breaths \
+                 may be slow: {}",
+                retry::describe(&error)
+            );
+        }
+    }
+
+    /// One attempt: every breath of the batch in one unordered insert, so that one refused
+    /// breath does not hold back the others. `insert_many` even for one breath: its error keeps
+    /// the write errors and the write concern error of the reply together (see `retry`).
+    fn insert(&self, batch: &[Breath]) -> Result<(), mongodb::error::Error> {
+        self.breaths
+            .insert_many(batch.iter().map(Breath::to_document))
+            .ordered(false)
+            .run()
+            .map(drop)
+    }
+
+    /// Takes the breaths that `verdicts` say are written out of `batch`, prints each, and
+    /// tells the tally, which may make an incident of them. Returns the first breath refused
+    /// for good, if any, and why.
+    fn settle(
+        &mut self,
+        batch: &mut Vec<Breath>,
+        verdicts: &[Verdict],
+        attempt: u32,
+        started: Instant,
+        before: &mut Option<ServerAddress>,
+    ) -> Option<(ObjectId, &'static str)> {
+        let refused = batch
+            .iter()
+            .zip(verdicts)
+            .find_map(|(breath, verdict)| match verdict {
+                Verdict::Fatal(reason) => Some((breath.id, *reason)),
+                _ => None,
+            });
+        // Printed in the order measured; told to the tally as one group per kind of proof.
+        let mut inserted = Vec::new();
+        let mut already_written = Vec::new();
+        for (breath, verdict) in batch.iter().zip(verdicts) {
+            let group = match verdict {
+                Verdict::Inserted => &mut inserted,
+                Verdict::AlreadyWritten => &mut already_written,
+                _ => continue,
+            };
+            print_written(breath, attempt, *verdict == Verdict::AlreadyWritten);
+            group.push(breath.id);
+        }
+        let now = self.primary.get();
+        for (ids, already_written) in [(inserted, false), (already_written, true)] {
+            let written = Written {
+                attempts: attempt,
+                already_written,
+                waited: started.elapsed(),
+            };
+            if let Some(incident) = self
+                .tally
+                .add(&ids, &written, before.as_ref(), now.as_ref())
+            {
+                println!("{incident}");
+            }
+            if !ids.is_empty() {
+                *before = now.clone();
+            }
+        }
+        let mut verdicts = verdicts.iter();
+        batch.retain(|_| !verdicts.next().is_some_and(|v| v.is_written()));
+        self.stop.in_flight(batch.first().map(|breath| breath.id));
+        refused
+    }
+}
+
+/// The `wrote` line: what a person, and the tests, read as "this breath is in the database".
+fn print_written(breath: &Breath, attempts: u32, already_written: bool) {
+    println!(
+        "wrote {} time {} oxygen {:.4} attempts {attempts}{}",
+        breath.id,
+        breath.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        breath.oxygen,
+        if already_written {
+            " (already written)"
+        } else {
+            ""
+        },
+    );
 }
 
 /// Parses the command line; `--help` is an early exit, not an error.
@@ -198,10 +304,7 @@ enum Error {
     /// A flag, the URI or the environment is wrong: nothing was tried.
     BadInput(String),
     /// A breath could not be written: Mabel's record is not in the database.
-    CouldntWrite {
-        id: ObjectId,
-        failure: retry::Failure,
-    },
+    CouldntWrite(Failure),
     /// SIGINT and SIGTERM could not be taken over.
     Signals(io::Error),
     /// The spool cannot be used (locked, not a spool, damaged): nothing was tried.
@@ -218,7 +321,7 @@ impl From<spool::Stopped> for Error {
     fn from(stopped: spool::Stopped) -> Error {
         match stopped {
             spool::Stopped::Spool(error) => Error::Spool(error),
-            spool::Stopped::Refused { id, failure } => Error::CouldntWrite { id, failure },
+            spool::Stopped::Refused(failure) => Error::CouldntWrite(failure),
         }
     }
 }
@@ -227,7 +330,7 @@ impl Error {
     fn exit_code(&self) -> u8 {
         match self {
             Error::Help => 0,
-            Error::CouldntWrite { .. } | Error::Spool(_) | Error::Signals(_) | Error::Found(_) => 1,
+            Error::CouldntWrite(_) | Error::Spool(_) | Error::Signals(_) | Error::Found(_) => 1,
             Error::BadInput(_) | Error::BadSpool(_) => 2,
             Error::CouldntRead { .. } => 3,
         }
@@ -239,8 +342,8 @@ impl fmt::Display for Error {
         match self {
             Error::Help => Ok(()),
             Error::BadInput(message) => write!(f, "{message}"),
-            Error::CouldntWrite { id, failure } => {
-                write!(f, "couldn't write breath {id}: {failure}")
+            Error::CouldntWrite(failure) => {
+                write!(f, "couldn't write breath {}: {failure}", failure.breath())
             }
             Error::BadSpool(error) | Error::Spool(error) => write!(f, "{error}"),
             Error::Signals(error) => write!(f, "couldn't watch for SIGINT and SIGTERM: {error}"),

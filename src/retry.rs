@@ -1,22 +1,33 @@
-//! The retry policy: which failures to wait out, which mean the breath is already written,
-//! which to stop on, and how long to keep trying.
+//! The retry policy: what a failed attempt means, how long to pause after it, and when to stop
+//! trying. `main`'s attempt loop asks; this module only judges and times, and does no I/O.
 //!
 //! The seed retried every `AutoReconnect` five seconds apart, sixty times. This keeps the
 //! seed's budget (`--attempts` x `--retry-wait`, five minutes by default) and its trick (a
 //! duplicate `_id` on a retry proves an earlier attempt landed), and adds what a decade of
-//! failovers taught: a command error such as a failed validation is not retried, a duplicate
-//! on any other index is a real error, and the wait for a new primary ends as soon as the
-//! driver sees one. That last part is the driver's server selection, which re-checks the set
-//! twice a second; this module only adds a short, growing pause after an attempt that failed
-//! without waiting at all, so that a member that fails every write quickly cannot use up the
-//! attempts in a second.
+//! failovers taught:
 //!
-//! The module does no I/O of its own: the insert, the clock and the warning are handed in.
+//! - A command error such as a failed validation is not retried, and a duplicate on any index
+//!   but `_id` is a real error.
+//! - A duplicate `_id` proves the breath written only when the same reply also met the write
+//!   concern. A write that fails still waits for its write concern (the server's
+//!   `LastOpFixer`), so on a primary cut off from the majority a duplicate-key reply comes back
+//!   with a `writeConcernError` too: the copy it met is on that primary alone, and the next
+//!   election can roll it back. mabel inserts with `insert_many`, whose error keeps the write
+//!   errors and the write concern error together; `insert_one`'s keeps only the first write
+//!   error (mongodb 3.9 `src/error.rs`, `WriteFailure::from_insert_many_error`).
+//! - The wait for a new primary ends as soon as the driver sees one: that is the driver's
+//!   server selection, which re-checks the set twice a second. This module only adds a short,
+//!   growing pause after an attempt that failed without waiting at all, so that a member that
+//!   fails every write quickly cannot use up the attempts in a second.
+//!
+//! An attempt may carry many breaths (the spool's backlog, in one unordered insert), and its
+//! reply can settle some and not others, so a verdict is given for each breath.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mongodb::error::{Error, ErrorKind, WriteFailure};
+use bson::oid::ObjectId;
+use mongodb::error::{Error, ErrorKind, InsertManyError};
 
 /// Server error codes that mean "no writable primary here right now": not writable primary,
 /// node is recovering, and the network-shaped failures of the retryable-writes specification.
@@ -37,7 +48,7 @@ const TRANSIENT_CODES: &[i32] = &[
 ];
 
 /// A write concern that timed out: the write may well have happened and nothing is undone,
-/// so trying again is safe and the duplicate `_id` will tell.
+/// so trying again is safe, and a later reply that meets the write concern will tell.
 const WRITE_CONCERN_TIMEOUT: i32 = 64;
 
 const DUPLICATE_KEY: i32 = 11000;
@@ -45,7 +56,7 @@ const DUPLICATE_KEY: i32 = 11000;
 /// The first pause after an attempt that failed fast; it doubles up to `--retry-wait`.
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 
-/// How hard to try for one breath.
+/// How hard to try for one breath, or one batch of them.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {
     pub attempts: u32,
@@ -53,34 +64,61 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The whole budget for one breath: the seed's sixty attempts five seconds apart.
+    /// The whole budget: the seed's sixty attempts five seconds apart.
     pub fn deadline(&self) -> Duration {
         self.retry_wait.saturating_mul(self.attempts)
     }
 
-    /// How long to pause after failed attempt number `attempt` (from 1), which took `took`.
-    /// An attempt that already waited (for server selection, say) is followed at once.
-    pub fn pause(&self, attempt: u32, took: Duration) -> Duration {
+    /// How long to pause after failed attempt number `attempt` (from 1), which took `took`,
+    /// `waited` after the first attempt began; `None` once the attempts or the deadline are
+    /// spent. An attempt that already waited (for server selection, say) is followed at once.
+    pub fn pause(&self, attempt: u32, took: Duration, waited: Duration) -> Option<Duration> {
+        let left = self.deadline().saturating_sub(waited);
+        if attempt >= self.attempts || left.is_zero() {
+            return None;
+        }
         let doubling = FIRST_PAUSE.saturating_mul(1 << attempt.saturating_sub(1).min(16));
-        doubling.min(self.retry_wait).saturating_sub(took)
+        Some(doubling.min(self.retry_wait).saturating_sub(took).min(left))
     }
 }
 
-/// What one failed attempt means.
+/// What a failed attempt means for one breath it carried.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Verdict {
+    /// The reply shows this breath inserted: the attempt failed for others only.
+    Inserted,
+    /// The breath's own `_id`, in a reply that met the write concern: an earlier attempt, or
+    /// an earlier run, landed.
+    AlreadyWritten,
     /// A primary may be back soon: try again.
     Retry,
-    /// The duplicate `_id` of our own breath: an earlier attempt, or an earlier run, landed.
-    AlreadyWritten,
     /// Trying again cannot help, and may hide a real problem.
     Fatal(&'static str),
 }
 
-/// Decides what a failed attempt means. `sent_before` says whether this breath may already
-/// have been sent: by an earlier attempt, or by an earlier run that left it in the spool.
-/// A duplicate `_id` on a breath never sent before cannot be our own write.
-pub fn classify(error: &Error, sent_before: bool) -> Verdict {
+impl Verdict {
+    /// The breath is in the database.
+    pub fn is_written(self) -> bool {
+        matches!(self, Verdict::Inserted | Verdict::AlreadyWritten)
+    }
+}
+
+/// Judges a failed attempt at inserting `count` breaths: a verdict for each, in the order
+/// sent. `sent_before` says whether these breaths may already have been sent, by an earlier
+/// attempt or by an earlier run that left them in the spool: a duplicate `_id` on a breath
+/// never sent before cannot be our own write.
+pub fn classify(error: &Error, count: usize, sent_before: bool) -> Vec<Verdict> {
+    match &*error.kind {
+        ErrorKind::InsertMany(reply) if reply.write_concern_error.is_none() => {
+            (0..count).map(|i| each(reply, i, sent_before)).collect()
+        }
+        _ => vec![whole(error); count],
+    }
+}
+
+/// An error that speaks for the whole attempt: the reply never came, the command was refused,
+/// or the write concern was not met, which leaves every breath of the attempt unproven.
+fn whole(error: &Error) -> Verdict {
     if error.contains_label("RetryableWriteError") {
         return Verdict::Retry;
     }
@@ -88,24 +126,36 @@ pub fn classify(error: &Error, sent_before: bool) -> Verdict {
         ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => Verdict::Retry,
         ErrorKind::ServerSelection { .. } => Verdict::Retry,
         ErrorKind::Command(e) if TRANSIENT_CODES.contains(&e.code) => Verdict::Retry,
-        ErrorKind::Write(WriteFailure::WriteConcernError(e))
-            if TRANSIENT_CODES.contains(&e.code) || e.code == WRITE_CONCERN_TIMEOUT =>
-        {
+        ErrorKind::Command(_) => Verdict::Fatal("the server refused the command"),
+        ErrorKind::InsertMany(InsertManyError {
+            write_concern_error: Some(e),
+            ..
+        }) if TRANSIENT_CODES.contains(&e.code) || e.code == WRITE_CONCERN_TIMEOUT => {
             Verdict::Retry
         }
-        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => {
-            if !on_id_index(&e.message) {
-                Verdict::Fatal("duplicate key on an index other than _id")
-            } else if !sent_before {
-                Verdict::Fatal("duplicate _id on a breath never sent before")
-            } else {
-                Verdict::AlreadyWritten
-            }
-        }
-        ErrorKind::Write(_) => Verdict::Fatal("the server refused the write"),
-        ErrorKind::Command(_) => Verdict::Fatal("the server refused the command"),
+        ErrorKind::InsertMany(_) => Verdict::Fatal("the write concern cannot be met"),
         ErrorKind::Authentication { .. } => Verdict::Fatal("authentication failed"),
         _ => Verdict::Fatal("not a failure that waiting can mend"),
+    }
+}
+
+/// The verdict for breath `i` of a reply that met the write concern: inserted unless a
+/// write error names it.
+fn each(reply: &InsertManyError, i: usize, sent_before: bool) -> Verdict {
+    let errors = reply.write_errors.as_deref().unwrap_or_default();
+    let Some(e) = errors.iter().find(|e| e.index == i) else {
+        return Verdict::Inserted;
+    };
+    match e.code {
+        DUPLICATE_KEY if !on_id_index(&e.message) => {
+            Verdict::Fatal("duplicate key on an index other than _id")
+        }
+        DUPLICATE_KEY if !sent_before => {
+            Verdict::Fatal("duplicate _id on a breath never sent before")
+        }
+        DUPLICATE_KEY => Verdict::AlreadyWritten,
+        code if TRANSIENT_CODES.contains(&code) => Verdict::Retry,
+        _ => Verdict::Fatal("the server refused the write"),
     }
 }
 
@@ -118,17 +168,26 @@ fn on_id_index(message: &str) -> bool {
 }
 
 /// One line for a driver error: the driver's own `Display` adds empty fields and prints write
-/// errors with `Debug`.
+/// errors with `Debug`. A batch's write errors are summed up by their first.
 pub fn describe(error: &Error) -> String {
     let mut line = match &*error.kind {
-        ErrorKind::Write(WriteFailure::WriteError(e)) => {
-            format!("write error {}: {}", e.code, e.message)
-        }
-        ErrorKind::Write(WriteFailure::WriteConcernError(e)) => {
-            format!(
-                "write concern error {} ({}): {}",
-                e.code, e.code_name, e.message
-            )
+        ErrorKind::InsertMany(reply) => {
+            let mut parts = Vec::new();
+            let errors = reply.write_errors.as_deref().unwrap_or_default();
+            if let Some(e) = errors.first() {
+                let more = match errors.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                };
+                parts.push(format!("write error {}: {}{more}", e.code, e.message));
+            }
+            if let Some(e) = &reply.write_concern_error {
+                parts.push(format!(
+                    "write concern error {} ({}): {}",
+                    e.code, e.code_name, e.message
+                ));
+            }
+            parts.join("; ")
         }
         ErrorKind::ServerSelection { message, .. } => match servers_seen(message) {
             Some(servers) => format!("no writable primary: {servers}"),
@@ -166,32 +225,32 @@ pub fn servers_seen(message: &str) -> Option<String> {
     (!servers.is_empty()).then(|| servers.join(", "))
 }
 
-/// A breath that is in the database.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Written {
-    /// Attempts made, the successful one included.
-    pub attempts: u32,
-    /// The last attempt met the breath's own `_id`: an earlier one had landed.
-    pub already_written: bool,
-    /// From the first attempt to the confirmation.
-    pub waited: Duration,
-}
-
-/// A breath that is not in the database, as far as mabel can tell.
+/// Why a breath is not in the database, as far as mabel can tell.
 #[derive(Debug)]
 pub enum Failure {
     /// Every attempt failed with a transient error, or the deadline passed.
     GaveUp {
+        breath: ObjectId,
         attempts: u32,
         waited: Duration,
         last: Error,
     },
     /// An error that retrying cannot mend.
     Refused {
+        breath: ObjectId,
         attempt: u32,
         reason: &'static str,
         error: Error,
     },
+}
+
+impl Failure {
+    /// The breath that is not written: the one refused, or the oldest of those given up on.
+    pub fn breath(&self) -> ObjectId {
+        match self {
+            Failure::GaveUp { breath, .. } | Failure::Refused { breath, .. } => *breath,
+        }
+    }
 }
 
 impl fmt::Display for Failure {
@@ -201,6 +260,7 @@ impl fmt::Display for Failure {
                 attempts,
                 waited,
                 last,
+                ..
             } => write!(
                 f,
                 "gave up after {attempts} attempts in {:.1} s; last error: {}",
@@ -211,6 +271,7 @@ impl fmt::Display for Failure {
                 attempt,
                 reason,
                 error,
+                ..
             } => write!(
                 f,
                 "{reason} (attempt {attempt}, not retried): {}",
@@ -222,111 +283,12 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// Time as the policy sees it; tests hand in one that never sleeps.
-pub trait Clock {
-    fn now(&self) -> Instant;
-    fn sleep(&mut self, duration: Duration);
-}
-
-/// The real clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    fn sleep(&mut self, duration: Duration) {
-        std::thread::sleep(duration)
-    }
-}
-
-/// Runs `attempt` until it succeeds, proves the breath already written, fails for good, or
-/// the policy's attempts or deadline run out. `sent_before` is true for a breath that an
-/// earlier run or an earlier call may have written: then even the first attempt can meet its
-/// own `_id`. `warn` hears of every failed attempt that will be retried, with its number.
-pub fn insert(
-    policy: &Policy,
-    clock: &mut impl Clock,
-    sent_before: bool,
-    mut attempt: impl FnMut() -> Result<(), Error>,
-    mut warn: impl FnMut(u32, &Error),
-) -> Result<Written, Failure> {
-    let start = clock.now();
-    let mut number = 0;
-    loop {
-        number += 1;
-        let began = clock.now();
-        let error = match attempt() {
-            Ok(()) => return Ok(written(number, false, clock.now() - start)),
-            Err(error) => error,
-        };
-        match classify(&error, sent_before || number > 1) {
-            Verdict::AlreadyWritten => return Ok(written(number, true, clock.now() - start)),
-            Verdict::Fatal(reason) => {
-                return Err(Failure::Refused {
-                    attempt: number,
-                    reason,
-                    error,
-                })
-            }
-            Verdict::Retry => {}
-        }
-        let now = clock.now();
-        let left = policy.deadline().saturating_sub(now - start);
-        if number >= policy.attempts || left.is_zero() {
-            return Err(Failure::GaveUp {
-                attempts: number,
-                waited: now - start,
-                last: error,
-            });
-        }
-        warn(number, &error);
-        clock.sleep(policy.pause(number, now - began).min(left));
-    }
-}
-
-fn written(attempts: u32, already_written: bool, waited: Duration) -> Written {
-    Written {
-        attempts,
-        already_written,
-        waited,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bson::doc;
-    use mongodb::error::{CommandError, WriteConcernError, WriteError};
-    use std::cell::{Cell, RefCell};
-    use std::collections::VecDeque;
+    use bson::{doc, Document};
+    use mongodb::error::CommandError;
     use std::io;
-    use std::rc::Rc;
-
-    /// A clock that moves only when slept, or when an attempt says it took time.
-    #[derive(Clone)]
-    struct FakeClock {
-        now: Rc<Cell<Instant>>,
-        slept: Rc<RefCell<Vec<Duration>>>,
-    }
-
-    impl FakeClock {
-        fn advance(&self, by: Duration) {
-            self.now.set(self.now.get() + by);
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn now(&self) -> Instant {
-            self.now.get()
-        }
-
-        fn sleep(&mut self, duration: Duration) {
-            self.slept.borrow_mut().push(duration);
-            self.advance(duration);
-        }
-    }
 
     fn io_error() -> Error {
         ErrorKind::Io(io::Error::from(io::ErrorKind::ConnectionReset).into()).into()
@@ -338,15 +300,24 @@ mod tests {
         ErrorKind::Command(e).into()
     }
 
-    fn write_error(code: i32, errmsg: &str) -> Error {
-        let e: WriteError = bson::from_document(doc! { "code": code, "errmsg": errmsg }).unwrap();
-        ErrorKind::Write(WriteFailure::WriteError(e)).into()
-    }
-
-    fn write_concern_error(code: i32) -> Error {
-        let e: WriteConcernError =
-            bson::from_document(doc! { "code": code, "codeName": "X", "errmsg": "x" }).unwrap();
-        ErrorKind::Write(WriteFailure::WriteConcernError(e)).into()
+    /// An `insert` reply as `insert_many` reports it: `writeErrors` and `writeConcernError`.
+    fn reply(write_errors: &[(i32, i32, &str)], write_concern_error: Option<i32>) -> Error {
+        let mut body = Document::new();
+        if !write_errors.is_empty() {
+            let errors: Vec<Document> = write_errors
+                .iter()
+                .map(|&(index, code, errmsg)| doc! { "index": index, "code": code, "errmsg": errmsg })
+                .collect();
+            body.insert("writeErrors", errors);
+        }
+        if let Some(code) = write_concern_error {
+            body.insert(
+                "writeConcernError",
+                doc! { "code": code, "codeName": "X", "errmsg": "x" },
+            );
+        }
+        let e: InsertManyError = bson::from_document(body).unwrap();
+        ErrorKind::InsertMany(e).into()
     }
 
     const DUP_ID: &str = "E11000 duplicate key error collection: mabel.breaths index: _id_ \
@@ -361,37 +332,76 @@ mod tests {
             command_error(10107),
             command_error(11602),
             command_error(91),
-            write_concern_error(64),
-            write_concern_error(189),
+            reply(&[], Some(64)),
+            reply(&[], Some(189)),
         ] {
-            assert_eq!(classify(&error, false), Verdict::Retry, "{error}");
+            assert_eq!(classify(&error, 1, false), [Verdict::Retry], "{error}");
         }
     }
 
     #[test]
     fn command_errors_are_never_retried() {
         for error in [
-            write_error(121, "Document failed validation"),
+            reply(&[(0, 121, "Document failed validation")], None),
             command_error(13),
             command_error(2),
-            write_concern_error(100),
+            reply(&[], Some(100)),
         ] {
             assert!(
-                matches!(classify(&error, true), Verdict::Fatal(_)),
+                matches!(classify(&error, 1, true)[..], [Verdict::Fatal(_)]),
                 "{error} was not fatal"
             );
         }
     }
 
     #[test]
+    fn a_duplicate_id_proves_a_breath_sent_before_written_only_with_the_write_concern_met() {
+        let proof = reply(&[(0, 11000, DUP_ID)], None);
+        assert_eq!(classify(&proof, 1, true), [Verdict::AlreadyWritten]);
+        assert!(matches!(
+            classify(&proof, 1, false)[..],
+            [Verdict::Fatal(_)]
+        ));
+        let other_index = reply(&[(0, 11000, DUP_TIME)], None);
+        assert!(matches!(
+            classify(&other_index, 1, true)[..],
+            [Verdict::Fatal(_)]
+        ));
+
+        // Met on a primary cut off from the majority: the copy met may yet be rolled back.
+        for code in [64, 189, 11602] {
+            let held = reply(&[(0, 11000, DUP_ID)], Some(code));
+            assert_eq!(classify(&held, 1, true), [Verdict::Retry], "{code}");
+        }
+    }
+
+    #[test]
+    fn a_batch_gets_a_verdict_for_each_breath() {
+        let error = reply(
+            &[(1, 11000, DUP_ID), (3, 121, "Document failed validation")],
+            None,
+        );
+        let verdicts = classify(&error, 4, true);
+        assert_eq!(verdicts[0], Verdict::Inserted);
+        assert_eq!(verdicts[1], Verdict::AlreadyWritten);
+        assert_eq!(verdicts[2], Verdict::Inserted);
+        assert!(matches!(verdicts[3], Verdict::Fatal(_)));
+
+        // With the write concern unmet nothing in the batch is proven, inserted or met.
+        let error = reply(&[(1, 11000, DUP_ID)], Some(64));
+        assert_eq!(classify(&error, 3, true), [Verdict::Retry; 3]);
+        assert_eq!(classify(&io_error(), 2, true), [Verdict::Retry; 2]);
+    }
+
+    #[test]
     fn errors_are_described_on_one_line() {
         assert_eq!(
-            describe(&write_error(121, "Document failed validation")),
+            describe(&reply(&[(0, 121, "Document failed validation")], None)),
             "write error 121: Document failed validation"
         );
         assert_eq!(
-            describe(&write_concern_error(64)),
-            "write concern error 64 (X): x"
+            describe(&reply(&[(0, 11000, "dup"), (1, 11000, "dup")], Some(64))),
+            "write error 11000: dup (and 1 more); write concern error 64 (X): x"
         );
         assert!(describe(&io_error()).starts_with("I/O error: "));
     }
@@ -412,57 +422,6 @@ mod tests {
         assert_eq!(servers_seen("something else"), None);
     }
 
-    #[test]
-    fn duplicate_id_on_a_breath_sent_before_is_already_written() {
-        assert_eq!(
-            classify(&write_error(11000, DUP_ID), true),
-            Verdict::AlreadyWritten
-        );
-        assert!(matches!(
-            classify(&write_error(11000, DUP_ID), false),
-            Verdict::Fatal(_)
-        ));
-        assert!(matches!(
-            classify(&write_error(11000, DUP_TIME), true),
-            Verdict::Fatal(_)
-        ));
-    }
-
-    /// Runs `insert` against a script of results (then endless I/O errors); each attempt
-    /// takes `took` of fake time. Returns the result, the pauses and the warned attempts.
-    fn run(
-        policy: Policy,
-        took: Duration,
-        script: Vec<Result<(), Error>>,
-    ) -> (Result<Written, Failure>, Vec<Duration>, Vec<u32>) {
-        run_sent(policy, took, false, script)
-    }
-
-    /// `run` for a breath that may have been sent before, as one replayed from the spool.
-    fn run_sent(
-        policy: Policy,
-        took: Duration,
-        sent_before: bool,
-        script: Vec<Result<(), Error>>,
-    ) -> (Result<Written, Failure>, Vec<Duration>, Vec<u32>) {
-        let mut script = VecDeque::from(script);
-        let mut clock = FakeClock {
-            now: Rc::new(Cell::new(Instant::now())),
-            slept: Rc::default(),
-        };
-        let attempt_clock = clock.clone();
-        let attempt = || {
-            attempt_clock.advance(took);
-            script.pop_front().unwrap_or_else(|| Err(io_error()))
-        };
-        let mut warned = Vec::new();
-        let result = insert(&policy, &mut clock, sent_before, attempt, |n, _| {
-            warned.push(n)
-        });
-        let slept = clock.slept.borrow().clone();
-        (result, slept, warned)
-    }
-
     fn policy(attempts: u32, retry_wait_ms: u64) -> Policy {
         Policy {
             attempts,
@@ -470,100 +429,62 @@ mod tests {
         }
     }
 
-    #[test]
-    fn first_success_is_one_attempt() {
-        let (result, slept, warned) = run(policy(60, 5000), Duration::ZERO, vec![Ok(())]);
-        let written = result.unwrap();
-        assert_eq!((written.attempts, written.already_written), (1, false));
-        assert!(slept.is_empty() && warned.is_empty());
-    }
-
-    #[test]
-    fn duplicate_after_a_lost_reply_counts_once_as_already_written() {
-        let script = vec![Err(io_error()), Err(write_error(11000, DUP_ID))];
-        let (result, _, warned) = run(policy(60, 5000), Duration::ZERO, script);
-        let written = result.unwrap();
-        assert_eq!((written.attempts, written.already_written), (2, true));
-        assert_eq!(warned, [1]);
-    }
-
-    #[test]
-    fn a_breath_sent_before_may_meet_its_own_id_at_the_first_attempt() {
-        let dup = || vec![Err(write_error(11000, DUP_ID))];
-        let (result, _, warned) = run_sent(policy(60, 5000), Duration::ZERO, true, dup());
-        let written = result.unwrap();
-        assert_eq!((written.attempts, written.already_written), (1, true));
-        assert!(warned.is_empty());
-
-        let (result, _, _) = run_sent(policy(60, 5000), Duration::ZERO, false, dup());
-        assert!(matches!(result, Err(Failure::Refused { attempt: 1, .. })));
-    }
-
-    #[test]
-    fn a_validation_error_stops_at_once() {
-        let script = vec![Err(write_error(121, "Document failed validation"))];
-        let (result, slept, warned) = run(policy(60, 5000), Duration::ZERO, script);
-        assert!(matches!(result, Err(Failure::Refused { attempt: 1, .. })));
-        assert!(slept.is_empty() && warned.is_empty());
+    /// Plays the attempt loop on paper: every attempt fails after `took`. Returns how many
+    /// attempts were made and how long they took in all.
+    fn give_up(policy: Policy, took: Duration) -> (u32, Duration) {
+        let mut waited = Duration::ZERO;
+        for attempt in 1.. {
+            waited += took;
+            match policy.pause(attempt, took, waited) {
+                Some(pause) => waited += pause,
+                None => return (attempt, waited),
+            }
+        }
+        unreachable!("the policy never gave up")
     }
 
     #[test]
     fn fast_failures_pause_briefly_and_slow_ones_not_at_all() {
         let p = policy(60, 5000);
-        assert_eq!(p.pause(1, Duration::ZERO), Duration::from_millis(100));
-        assert_eq!(
-            p.pause(2, Duration::from_millis(50)),
-            Duration::from_millis(150)
-        );
-        assert_eq!(p.pause(10, Duration::ZERO), Duration::from_secs(5));
-        assert_eq!(p.pause(3, Duration::from_secs(5)), Duration::ZERO);
-        assert_eq!(p.pause(u32::MAX, Duration::ZERO), Duration::from_secs(5));
+        let pause =
+            |attempt, took_ms| p.pause(attempt, Duration::from_millis(took_ms), Duration::ZERO);
+        assert_eq!(pause(1, 0), Some(Duration::from_millis(100)));
+        assert_eq!(pause(2, 50), Some(Duration::from_millis(150)));
+        assert_eq!(pause(10, 0), Some(Duration::from_secs(5)));
+        assert_eq!(pause(3, 5000), Some(Duration::ZERO));
+        assert_eq!(pause(59, 0), Some(Duration::from_secs(5)));
+        assert_eq!(pause(60, 0), None);
+    }
+
+    #[test]
+    fn the_pause_never_runs_past_the_deadline() {
+        let p = policy(60, 5000);
+        let left = Duration::from_millis(30);
+        assert_eq!(p.pause(10, Duration::ZERO, p.deadline() - left), Some(left));
+        assert_eq!(p.pause(10, Duration::ZERO, p.deadline()), None);
     }
 
     #[test]
     fn gives_up_after_the_seeds_sixty_attempts_in_about_five_minutes() {
         // Each attempt waits out server selection, as with every member down.
-        let (result, slept, warned) = run(policy(60, 5000), Duration::from_secs(5), vec![]);
-        match result {
-            Err(Failure::GaveUp {
-                attempts, waited, ..
-            }) => {
-                assert_eq!(attempts, 60);
-                assert_eq!(waited, Duration::from_secs(300));
-            }
-            other => panic!("expected GaveUp, got {other:?}"),
-        }
-        assert!(slept.iter().all(|d| d.is_zero()));
-        assert_eq!(warned.len(), 59);
+        let (attempts, waited) = give_up(policy(60, 5000), Duration::from_secs(5));
+        assert_eq!(attempts, 60);
+        assert_eq!(waited, Duration::from_secs(300));
     }
 
     #[test]
     fn fast_failures_still_use_about_the_whole_budget_and_never_more() {
-        let (result, _, _) = run(policy(60, 5000), Duration::ZERO, vec![]);
-        match result {
-            Err(Failure::GaveUp {
-                attempts, waited, ..
-            }) => {
-                assert_eq!(attempts, 60);
-                assert!(waited > Duration::from_secs(270), "{waited:?}");
-                assert!(waited <= Duration::from_secs(300), "{waited:?}");
-            }
-            other => panic!("expected GaveUp, got {other:?}"),
-        }
+        let (attempts, waited) = give_up(policy(60, 5000), Duration::ZERO);
+        assert_eq!(attempts, 60);
+        assert!(waited > Duration::from_secs(270), "{waited:?}");
+        assert!(waited <= Duration::from_secs(300), "{waited:?}");
     }
 
     #[test]
     fn slow_attempts_stop_at_the_deadline_not_the_count() {
         // A hung primary: every attempt takes twelve seconds.
-        let (result, _, _) = run(policy(60, 5000), Duration::from_secs(12), vec![]);
-        match result {
-            Err(Failure::GaveUp {
-                attempts, waited, ..
-            }) => {
-                assert_eq!(attempts, 25);
-                assert_eq!(waited, Duration::from_secs(300));
-            }
-            other => panic!("expected GaveUp, got {other:?}"),
-        }
+        let (attempts, waited) = give_up(policy(60, 5000), Duration::from_secs(12));
+        assert_eq!(attempts, 25);
+        assert_eq!(waited, Duration::from_secs(300));
     }
 }

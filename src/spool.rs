@@ -75,6 +75,16 @@ pub const SMALLEST: u64 = HEADER + RECORD;
 /// outage at one breath a second.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
+/// The default `--batch`: the most waiting breaths sent in one insert. A thousand breaths make
+/// an insert of about 50 KB, far under the server's limits (100,000 documents, 48 MB), so one
+/// round trip carries them; a day's backlog (86,400 breaths) is 87 inserts, and marking a
+/// batch written appends 33 KB with one flush. Larger batches save little more and make the
+/// newest breath wait behind a longer insert, and a failed attempt repeat more.
+pub const DEFAULT_BATCH: usize = 1000;
+
+/// The most documents a server accepts in one write command (`maxWriteBatchSize`).
+pub const LARGEST_BATCH: usize = 100_000;
+
 /// Below this size (or half the maximum) the file is not rewritten just to drop stale records.
 const COMPACT_AT: u64 = 64 << 10;
 
@@ -237,7 +247,7 @@ impl Spool {
                 breath: breath.clone(),
             });
         }
-        self.append(WAITING, breath)?;
+        self.append(WAITING, &[breath])?;
         self.waiting.push_back(Waiting {
             breath: breath.clone(),
             sent_before: false,
@@ -245,9 +255,26 @@ impl Spool {
         Ok(())
     }
 
-    /// The breath to write next.
-    pub fn oldest(&self) -> Option<&Waiting> {
-        self.waiting.front()
+    /// The breaths to write next: the oldest, and after it up to `most - 1` more that, like
+    /// it, may or may not have been sent before, so that one verdict on a duplicate `_id`
+    /// fits the whole batch. They count as sent from now on: should this attempt fail, any
+    /// of them may have landed.
+    pub fn oldest(&mut self, most: usize) -> Vec<Waiting> {
+        let Some(sent_before) = self.waiting.front().map(|w| w.sent_before) else {
+            return Vec::new();
+        };
+        let batch: Vec<Waiting> = self
+            .waiting
+            .iter_mut()
+            .take(most)
+            .take_while(|w| w.sent_before == sent_before)
+            .map(|w| {
+                let handed_out = w.clone();
+                w.sent_before = true;
+                handed_out
+            })
+            .collect();
+        batch
     }
 
     /// How many breaths wait.
@@ -259,22 +286,27 @@ impl Spool {
         &self.path
     }
 
-    /// The database has breath `id`: it no longer waits.
-    pub fn done(&mut self, id: ObjectId) -> Result<(), Error> {
-        let at = self.waiting.iter().position(|w| w.breath.id == id);
-        let Some(done) = at.and_then(|at| self.waiting.remove(at)) else {
+    /// The database has these breaths: they no longer wait. Their marks go to disk with one
+    /// flush, or the file is rewritten without them.
+    pub fn done(&mut self, ids: &[ObjectId]) -> Result<(), Error> {
+        let mut done = Vec::with_capacity(ids.len());
+        for id in ids {
+            // Written breaths are the oldest, so each is found at or near the front.
+            let at = self.waiting.iter().position(|w| w.breath.id == *id);
+            done.extend(at.and_then(|at| self.waiting.remove(at)));
+        }
+        if done.is_empty() {
             return Ok(());
-        };
+        }
         let stale = self.len - self.live_len();
         if self.len >= COMPACT_AT.min(self.max / 2) && stale >= self.live_len() {
             return self.compact();
         }
-        // With no room for the mark, the breath is written again after a crash and meets
-        // its own `_id`; the next push makes room.
-        if self.len + RECORD <= self.max {
-            self.append(WRITTEN, &done.breath)?;
-        }
-        Ok(())
+        // With no room for the marks, the breaths are written again after a crash and meet
+        // their own `_id`; the next push makes room.
+        let room = (self.max.saturating_sub(self.len) / RECORD) as usize;
+        let marks: Vec<&Breath> = done.iter().take(room).map(|w| &w.breath).collect();
+        self.append(WRITTEN, &marks)
     }
 
     /// The length of a file holding only the waiting breaths.
@@ -282,16 +314,21 @@ impl Spool {
         HEADER + self.waiting.len() as u64 * RECORD
     }
 
-    fn append(&mut self, kind: u8, breath: &Breath) -> Result<(), Error> {
+    /// Appends a record of `kind` for each breath, then flushes them to disk once.
+    fn append(&mut self, kind: u8, breaths: &[&Breath]) -> Result<(), Error> {
+        if breaths.is_empty() {
+            return Ok(());
+        }
+        let bytes: Vec<u8> = breaths.iter().flat_map(|b| encode(kind, b)).collect();
         let appended = (&self.file)
-            .write_all(&encode(kind, breath))
+            .write_all(&bytes)
             .and_then(|()| self.file.sync_data());
         if let Err(error) = appended {
             // Take back a partial record, so that whatever comes next starts on a boundary.
             let _ = self.file.set_len(self.len);
             return Err(failed(&self.path, "write to it")(error));
         }
-        self.len += RECORD;
+        self.len += bytes.len() as u64;
         Ok(())
     }
 
@@ -562,8 +599,8 @@ mod tests {
         for breath in &b[..3] {
             spool.push(breath).unwrap();
         }
-        assert!(!spool.oldest().unwrap().sent_before);
-        spool.done(b[0].id).unwrap();
+        assert!(!spool.oldest(1)[0].sent_before);
+        spool.done(&[b[0].id]).unwrap();
         drop(spool);
 
         let mut spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
@@ -573,11 +610,48 @@ mod tests {
         assert_eq!(spool.len, HEADER + 2 * RECORD);
         spool.push(&b[3]).unwrap();
         assert!(!spool.waiting[2].sent_before);
-        spool.done(b[1].id).unwrap();
+        spool.done(&[b[1].id]).unwrap();
         drop(spool);
 
         let spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
         assert_eq!(waiting(&spool), &b[2..4]);
+    }
+
+    #[test]
+    fn batches_keep_breaths_sent_before_apart_and_are_marked_with_one_append() {
+        let dir = Scratch::new("batch");
+        let b = breaths(6);
+        let mut spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        for breath in &b[..2] {
+            spool.push(breath).unwrap();
+        }
+        drop(spool);
+        let mut spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        for breath in &b[2..] {
+            spool.push(breath).unwrap();
+        }
+        // The two an earlier run left may have landed; the four new ones cannot have.
+        let left: Vec<Breath> = spool.oldest(10).into_iter().map(|w| w.breath).collect();
+        assert_eq!(left, &b[..2]);
+        let batch = spool.oldest(3);
+        assert!(batch.iter().all(|w| w.sent_before));
+        assert_eq!(batch.len(), 2, "still the same two, now both sent");
+        spool.done(&[b[0].id, b[1].id]).unwrap();
+        let batch = spool.oldest(3);
+        assert_eq!(batch.len(), 3);
+        assert!(batch.iter().all(|w| !w.sent_before));
+        assert!(
+            spool.oldest(3).iter().all(|w| w.sent_before),
+            "handed out once"
+        );
+
+        let len = spool.len;
+        let ids: Vec<ObjectId> = batch.iter().map(|w| w.breath.id).collect();
+        spool.done(&ids).unwrap();
+        assert_eq!(spool.len, len + 3 * RECORD);
+        drop(spool);
+        let spool = Spool::open(&dir.spool(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(waiting(&spool), &b[5..]);
     }
 
     /// Writes three waiting breaths to a spool file and returns its bytes.
@@ -691,7 +765,7 @@ mod tests {
         let mut spool = Spool::open(&dir.spool(), max).unwrap();
         for breath in breaths(100) {
             spool.push(&breath).unwrap();
-            spool.done(breath.id).unwrap();
+            spool.done(&[breath.id]).unwrap();
             assert!(spool.len <= max / 2 + RECORD, "{}", spool.len);
         }
         drop(spool);
@@ -721,12 +795,12 @@ mod tests {
         );
 
         // Writing the oldest makes room, though its mark did not fit.
-        spool.done(b[0].id).unwrap();
+        spool.done(&[b[0].id]).unwrap();
         spool.push(&b[3]).unwrap();
         assert_eq!(waiting(&spool), &b[1..4]);
         assert!(spool.len <= max);
         for breath in &b[1..4] {
-            spool.done(breath.id).unwrap();
+            spool.done(&[breath.id]).unwrap();
         }
         spool.push(&b[4]).unwrap();
         drop(spool);
@@ -745,7 +819,7 @@ mod tests {
         }
         let mut largest = 0;
         for (i, breath) in b.iter().enumerate() {
-            spool.done(breath.id).unwrap();
+            spool.done(&[breath.id]).unwrap();
             largest = largest.max(spool.len);
             assert_eq!(spool.waiting(), b.len() - i - 1);
         }

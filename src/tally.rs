@@ -12,7 +12,16 @@ use std::time::Duration;
 use bson::oid::ObjectId;
 use mongodb::options::ServerAddress;
 
-use crate::retry::Written;
+/// A breath that is in the database, and what it took.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Written {
+    /// Attempts made, the successful one included.
+    pub attempts: u32,
+    /// The last attempt met the breath's own `_id`: an earlier one had landed.
+    pub already_written: bool,
+    /// From the first attempt to the confirmation.
+    pub waited: Duration,
+}
 
 /// The run so far.
 #[derive(Debug, Default)]
@@ -25,17 +34,22 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts a confirmed breath that went to `primary` after the previous one went to
-    /// `before`. Returns the incident line to print if it was an incident.
+    /// Counts breaths confirmed by one attempt (one breath, or part of a batch) that went to
+    /// `primary` after the previous ones went to `before`. Returns the incident line to print
+    /// if it was an incident: one line for the group, named by its first breath.
     pub fn add(
         &mut self,
-        id: ObjectId,
+        breaths: &[ObjectId],
         written: &Written,
         before: Option<&ServerAddress>,
         primary: Option<&ServerAddress>,
     ) -> Option<String> {
-        self.written += 1;
-        self.already_written += u64::from(written.already_written);
+        let (&id, rest) = breaths.split_first()?;
+        let n = breaths.len() as u64;
+        self.written += n;
+        if written.already_written {
+            self.already_written += n;
+        }
         if self
             .longest
             .is_none_or(|(longest, _)| written.waited > longest)
@@ -47,13 +61,17 @@ impl Tally {
             return None;
         }
         self.incidents += 1;
+        let more = match rest.len() {
+            0 => String::new(),
+            n => format!(" (and {n} more)"),
+        };
         let attempts = count(u64::from(written.attempts), "attempt");
         let primary = match (before, primary) {
             (Some(before), Some(now)) if before == now => format!("primary {now} (unchanged)"),
             (before, now) => format!("primary {} -> {}", or_unknown(before), or_unknown(now)),
         };
         Some(format!(
-            "incident: breath {id} waited {:.3} s, {attempts}, {primary}, already written: {}",
+            "incident: breath {id}{more} waited {:.3} s, {attempts}, {primary}, already written: {}",
             written.waited.as_secs_f64(),
             if written.already_written { "yes" } else { "no" },
         ))
@@ -120,9 +138,12 @@ mod tests {
         let mut tally = Tally::default();
         let a = address(1);
         let id = ObjectId::new();
-        assert_eq!(tally.add(id, &written(1, false, 4), None, Some(&a)), None);
         assert_eq!(
-            tally.add(id, &written(1, false, 900), Some(&a), Some(&a)),
+            tally.add(&[id], &written(1, false, 4), None, Some(&a)),
+            None
+        );
+        assert_eq!(
+            tally.add(&[id], &written(1, false, 900), Some(&a), Some(&a)),
             None
         );
         assert_eq!(
@@ -136,7 +157,7 @@ mod tests {
         let mut tally = Tally::default();
         let (a, b) = (address(1), address(2));
         let id = ObjectId::new();
-        let line = tally.add(id, &written(3, true, 12_105), Some(&a), Some(&b));
+        let line = tally.add(&[id], &written(3, true, 12_105), Some(&a), Some(&b));
         assert_eq!(
             line.unwrap(),
             format!(
@@ -144,13 +165,13 @@ mod tests {
                  127.0.0.1:2, already written: yes"
             )
         );
-        let line = tally.add(id, &written(1, false, 1_500), Some(&b), Some(&a));
+        let line = tally.add(&[id], &written(1, false, 1_500), Some(&b), Some(&a));
         assert!(line
             .unwrap()
             .contains("1 attempt, primary 127.0.0.1:2 -> 127.0.0.1:1,"));
-        let line = tally.add(id, &written(2, false, 300), Some(&a), Some(&a));
+        let line = tally.add(&[id], &written(2, false, 300), Some(&a), Some(&a));
         assert!(line.unwrap().contains("primary 127.0.0.1:1 (unchanged)"));
-        let line = tally.add(id, &written(2, false, 300), None, None);
+        let line = tally.add(&[id], &written(2, false, 300), None, None);
         assert!(line.unwrap().contains("primary unknown -> unknown"));
         assert!(tally.summary(Some("SIGINT")).starts_with(
             "stopped by SIGINT: 4 breaths written, 4 incidents, longest wait 12.105 s"
@@ -163,5 +184,27 @@ mod tests {
             Tally::default().summary(Some("SIGTERM")),
             "stopped by SIGTERM: 0 breaths written, 0 incidents, 0 already written"
         );
+    }
+
+    #[test]
+    fn a_batch_is_one_incident_named_by_its_first_breath() {
+        let mut tally = Tally::default();
+        let a = address(1);
+        let ids = [ObjectId::new(), ObjectId::new(), ObjectId::new()];
+        let line = tally.add(&ids, &written(2, false, 700), Some(&a), Some(&a));
+        assert_eq!(
+            line.unwrap(),
+            format!(
+                "incident: breath {} (and 2 more) waited 0.700 s, 2 attempts, primary \
+                 127.0.0.1:1 (unchanged), already written: no",
+                ids[0]
+            )
+        );
+        assert_eq!(
+            tally.add(&[], &written(2, true, 700), Some(&a), Some(&a)),
+            None
+        );
+        assert_eq!(tally.written(), 3);
+        assert!(tally.summary(None).ends_with(", 0 already written"));
     }
 }

@@ -175,6 +175,120 @@ fn indexes_created_through_the_driver_are_enforced() {
     assert!(write_error.message.contains("index: n_1 dup key: { n: 3 }"));
 }
 
+/// A reply without the gossip every reply carries, to compare whole.
+fn without_gossip(mut reply: Document) -> Document {
+    reply.remove("$clusterTime");
+    reply.remove("operationTime");
+    reply
+}
+
+#[test]
+fn the_time_index_is_built_and_listed_as_mongod_does() {
+    let set = FakeReplicaSet::start();
+    let db = Client::with_uri_str(set.uri())
+        .expect("client")
+        .database(DB);
+    let create = |coll: &str| {
+        let index = doc! { "key": { "time": 1, "_id": 1 }, "name": "time_1__id_1" };
+        let command = doc! { "createIndexes": coll, "indexes": [index] };
+        without_gossip(db.run_command(command).run().expect("createIndexes"))
+    };
+    assert_eq!(
+        create(COLL),
+        doc! {
+            "numIndexesBefore": 1,
+            "numIndexesAfter": 2,
+            "createdCollectionAutomatically": true,
+            "commitQuorum": "votingMembers",
+            "ok": 1.0,
+        }
+    );
+    assert_eq!(
+        create(COLL),
+        doc! {
+            "numIndexesBefore": 2,
+            "numIndexesAfter": 2,
+            "commitQuorum": "votingMembers",
+            "note": "all indexes already exist",
+            "ok": 1.0,
+        }
+    );
+    let specs: Vec<Document> = breaths(&set.uri())
+        .list_indexes()
+        .run()
+        .expect("listIndexes")
+        .map(|spec| bson::to_document(&spec.expect("a spec")).expect("a document"))
+        .collect();
+    let names: Vec<&str> = specs
+        .iter()
+        .filter_map(|s| s.get_str("name").ok())
+        .collect();
+    assert_eq!(names, ["_id_", "time_1__id_1"]);
+    assert_eq!(
+        specs[1].get_document("key"),
+        Ok(&doc! { "time": 1, "_id": 1 })
+    );
+
+    // On a collection that already holds documents, the build does not create it.
+    raw_insert(&set, &breath(1));
+    db.collection::<Document>("other")
+        .insert_one(breath(2))
+        .run()
+        .expect("insert");
+    let reply = create("other");
+    assert_eq!(reply.get_bool("createdCollectionAutomatically"), Ok(false));
+    assert_eq!(reply.get_i32("numIndexesAfter"), Ok(2));
+
+    // A compound unique index is beyond the fake, and it says so rather than pretend.
+    let unique = doc! { "key": { "time": 1, "n": 1 }, "name": "time_1_n_1", "unique": true };
+    let command = doc! { "createIndexes": COLL, "indexes": [unique] };
+    assert!(db.run_command(command).run().is_err());
+}
+
+#[test]
+fn a_write_latency_holds_the_reply_and_nothing_else() {
+    let set = FakeReplicaSet::start();
+    let coll = breaths(&set.uri());
+    coll.insert_one(breath(0))
+        .run()
+        .expect("a connection is up");
+    set.set_write_latency(Duration::from_secs(4));
+    let doc = breath(1);
+    let (done, finished) = std::sync::mpsc::channel();
+    let writer = {
+        let (coll, doc) = (coll.clone(), doc.clone());
+        std::thread::spawn(move || {
+            let result = coll.insert_one(doc).run().map(|_| ());
+            let _ = done.send(());
+            result
+        })
+    };
+
+    // Applied at once, as on a primary that then waits for its secondaries and the journal.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while set.documents(DB, COLL).len() < 2 {
+        assert!(Instant::now() < deadline, "the insert was never applied");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Another client meets every member and reads while the reply still waits.
+    let other = Client::with_uri_str(set.uri()).expect("client");
+    other
+        .database("admin")
+        .run_command(doc! { "ping": 1 })
+        .run()
+        .expect("ping");
+    let found = breaths(&set.uri()).find_one(doc! { "n": 1 }).run();
+    assert_eq!(found.expect("find"), Some(doc));
+    assert!(
+        finished.try_recv().is_err(),
+        "the insert was answered before the others"
+    );
+    writer
+        .join()
+        .expect("no panic")
+        .expect("the insert succeeds");
+}
+
 #[test]
 fn kill_then_elect_retries_onto_the_new_primary_once() {
     let Some(set) = fake_only(

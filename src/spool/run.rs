@@ -8,13 +8,18 @@
 //! says how many breaths wait and starts again on the same breath, so breaths reach the
 //! database in the order they were measured, late but whole.
 //!
+//! When more than one breath waits (after an outage, or a crash), the writer sends the oldest
+//! in batches of up to `--batch` through the same attempt loop, and says once a second how
+//! the catching up goes. In steady state a batch is the one breath just measured.
+//!
 //! A first SIGINT or SIGTERM stops the measuring; the writer finishes the breath in flight, as
 //! without a spool, and leaves the others waiting in the spool for the next run.
 
+use std::collections::HashSet;
 use std::panic;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bson::oid::ObjectId;
 use log::warn;
@@ -29,8 +34,8 @@ use crate::stop::Stop;
 pub enum Stopped {
     /// The spool could not take a breath or record one written.
     Spool(Error),
-    /// The server refused breath `id` in a way retrying cannot mend.
-    Refused { id: ObjectId, failure: Failure },
+    /// The server refused a breath in a way retrying cannot mend.
+    Refused(Failure),
 }
 
 /// What the writer does once it has written the breath in hand.
@@ -66,15 +71,18 @@ impl Shared {
         self.changed.notify_one();
     }
 
-    /// Waits for the next breath to write; `None` when the writer should end.
-    fn next(&self) -> Option<Waiting> {
+    /// Waits for the next breaths to write, at most `most`; `None` when the writer should end.
+    fn next(&self, most: usize) -> Option<Vec<Waiting>> {
         let mut state = self.lock();
         loop {
-            match (state.phase, state.spool.oldest()) {
-                (Phase::Stopping, _) => return None,
-                (_, Some(waiting)) => return Some(waiting.clone()),
-                (Phase::Draining, None) => return None,
-                (Phase::Measuring, None) => {}
+            if state.phase == Phase::Stopping {
+                return None;
+            }
+            let batch = state.spool.oldest(most);
+            match (state.phase, batch.is_empty()) {
+                (_, false) => return Some(batch),
+                (Phase::Draining, true) => return None,
+                _ => {}
             }
             state = self
                 .changed
@@ -84,18 +92,23 @@ impl Shared {
     }
 }
 
+/// What the writer thread calls: writes a batch of breaths, oldest first, taking each out of
+/// the batch once it is in the database (see `Writer::write` in `main`).
+pub type Write<W> = fn(&mut W, &mut Vec<Breath>, bool) -> Result<(), Failure>;
+
 /// Measures a breath every `interval` onto the spool while a writer thread calls
-/// `write(&mut writer, breath, sent_before)` for each spooled breath, oldest first; `write`
-/// retries, and says on stdout what it wrote. With `count`, stops measuring after `count`
-/// breaths and ends once every breath on the spool is written. Hands `writer` back with the
-/// signal that stopped the run, if one did.
+/// `write(&mut writer, batch, sent_before)` with the oldest spooled breaths, at most `batch`
+/// at a time; `write` retries, and says on stdout what it wrote. With `count`, stops
+/// measuring after `count` breaths and ends once every breath on the spool is written. Hands
+/// `writer` back with the signal that stopped the run, if one did.
 pub fn run<W: Send + 'static>(
     spool: Spool,
     interval: Duration,
     count: Option<u64>,
+    batch: usize,
     stop: &Stop,
     writer: W,
-    write: fn(&mut W, &Breath, bool) -> Result<(), Failure>,
+    write: Write<W>,
 ) -> Result<(W, Option<&'static str>), Stopped> {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -106,7 +119,7 @@ pub fn run<W: Send + 'static>(
     });
     let thread = {
         let shared = Arc::clone(&shared);
-        thread::spawn(move || write_oldest_first(&shared, writer, write))
+        thread::spawn(move || write_oldest_first(&shared, writer, write, batch))
     };
     let mut measured = 0;
     let stopped_by = loop {
@@ -140,44 +153,68 @@ pub fn run<W: Send + 'static>(
     Ok((writer, stopped_by))
 }
 
-/// The writer: each breath in turn until it is written, however many times the retry policy
-/// gives up on it.
+/// The writer: the oldest breaths, a batch at a time, until each is written, however many
+/// times the retry policy gives up on them.
 fn write_oldest_first<W>(
     shared: &Shared,
     mut writer: W,
-    write: fn(&mut W, &Breath, bool) -> Result<(), Failure>,
+    write: Write<W>,
+    most: usize,
 ) -> Result<W, Stopped> {
-    let mut gave_up_on = None;
-    while let Some(Waiting {
-        breath,
-        sent_before,
-    }) = shared.next()
-    {
-        let sent_before = sent_before || gave_up_on == Some(breath.id);
-        match write(&mut writer, &breath, sent_before) {
-            Ok(()) => shared
-                .lock()
-                .spool
-                .done(breath.id)
-                .map_err(Stopped::Spool)?,
-            Err(failure @ Failure::GaveUp { .. }) => {
-                let waiting = shared.lock().spool.waiting();
-                warn!(
-                    "Waiting: {waiting} breaths in the spool; breath {} (the oldest): \
-                     {failure}; trying it again",
-                    breath.id
-                );
-                gave_up_on = Some(breath.id);
-            }
-            Err(failure) => {
-                return Err(Stopped::Refused {
-                    id: breath.id,
-                    failure,
-                })
-            }
+    let mut catching_up = CatchingUp::default();
+    while let Some(batch) = shared.next(most) {
+        let sent_before = batch.iter().any(|w| w.sent_before);
+        let mut breaths: Vec<Breath> = batch.into_iter().map(|w| w.breath).collect();
+        let sent: Vec<ObjectId> = breaths.iter().map(|b| b.id).collect();
+        let result = write(&mut writer, &mut breaths, sent_before);
+        // What left the batch is in the database, whether or not the rest is.
+        let left: HashSet<ObjectId> = breaths.iter().map(|b| b.id).collect();
+        let written: Vec<ObjectId> = sent.into_iter().filter(|id| !left.contains(id)).collect();
+        let waiting = {
+            let mut state = shared.lock();
+            state.spool.done(&written).map_err(Stopped::Spool)?;
+            state.spool.waiting()
+        };
+        catching_up.wrote(written.len(), waiting);
+        match result {
+            Ok(()) => {}
+            Err(failure @ Failure::GaveUp { .. }) => warn!(
+                "Waiting: {waiting} breaths in the spool; breath {} (the oldest): {failure}; \
+                 trying it again",
+                failure.breath()
+            ),
+            Err(failure) => return Err(Stopped::Refused(failure)),
         }
     }
     Ok(writer)
+}
+
+/// Tells a person watching a backlog drain how it goes: once a second while it lasts, and
+/// once when it is gone. A backlog gone within its first second is not worth a line.
+#[derive(Default)]
+struct CatchingUp {
+    /// When the backlog began to drain, and how many of it are written.
+    since: Option<(Instant, usize)>,
+    said: Option<Instant>,
+}
+
+impl CatchingUp {
+    fn wrote(&mut self, written: usize, waiting: usize) {
+        let now = Instant::now();
+        let (since, so_far) = self.since.get_or_insert((now, 0));
+        *so_far += written;
+        let (since, so_far) = (*since, *so_far);
+        if waiting <= 1 {
+            if self.said.is_some() {
+                let took = now.duration_since(since).as_secs_f64();
+                warn!("caught up: {so_far} breaths written in {took:.1} s");
+            }
+            *self = CatchingUp::default();
+        } else if now.duration_since(self.said.unwrap_or(since)) >= Duration::from_secs(1) {
+            warn!("catching up: {so_far} breaths written, {waiting} left");
+            self.said = Some(now);
+        }
+    }
 }
 
 fn join<W>(thread: JoinHandle<Result<W, Stopped>>) -> Result<W, Stopped> {

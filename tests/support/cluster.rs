@@ -39,6 +39,9 @@ pub struct State {
     pub store: Store,
     pub faults: Faults,
     pub insert_count: u64,
+    /// How much later than it applies an insert the primary answers it: see
+    /// `FakeReplicaSet::set_write_latency`.
+    pub write_latency: Duration,
     pub command_counts: HashMap<String, u64>,
     pub shutting_down: bool,
     last_op: Timestamp,
@@ -101,6 +104,7 @@ impl Shared {
                 store: Store::default(),
                 faults: Faults::default(),
                 insert_count: 0,
+                write_latency: Duration::ZERO,
                 command_counts: HashMap::new(),
                 shutting_down: false,
                 last_op: Timestamp {

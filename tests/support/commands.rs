@@ -1,9 +1,9 @@
 //! What a member answers to each command, given its role at that instant.
 //!
 //! Implemented: `hello`/`isMaster`, `insert`, `find`, `getMore`, `killCursors`,
-//! `listIndexes`, `createIndexes` (single-field only), `ping`, `endSessions`, `buildInfo`,
-//! and the test commands `configureFailPoint` (`failpoint.rs`), `replSetStepDown` and
-//! `replSetFreeze` (`stepdown.rs`).
+//! `listIndexes`, `createIndexes` (single-field, or compound and not unique), `ping`,
+//! `endSessions`, `buildInfo`, and the test commands `configureFailPoint` (`failpoint.rs`),
+//! `replSetStepDown` and `replSetFreeze` (`stepdown.rs`).
 //! Every other command gets CommandNotFound, which a real server would not say for real
 //! commands such as `aggregate`, `count`, `update` or `delete`.
 //! `readConcern`, `writeConcern`, `maxTimeMS`, `comment` and `hint` are accepted and ignored.
@@ -332,8 +332,16 @@ fn list_indexes(state: &mut State, member: usize, request: &Request) -> RawDocum
     )
 }
 
-/// Single-field indexes only; the requested `name` is ignored in favour of the server's
-/// default `<field>_<direction>`.
+/// Single-field indexes, and compound ones that are not unique (mabel's `{time: 1, _id: 1}`);
+/// the requested `name` is ignored in favour of the server's default, `<field>_<direction>`
+/// joined by `_`.
+///
+/// The reply is mongod 7.0's `CreateIndexesReply`, fields in its IDL order
+/// (src/mongo/db/create_indexes.idl): `numIndexesBefore`, `numIndexesAfter`,
+/// `createdCollectionAutomatically`, `commitQuorum`, `note`. As in
+/// src/mongo/db/commands/create_indexes_cmd.cpp, a replica-set member builds in two phases
+/// with the default commit quorum `"votingMembers"` and says so in every reply; when every
+/// index already exists it returns early, without `createdCollectionAutomatically`.
 fn create_indexes(state: &mut State, member: usize, request: &Request) -> RawDocumentBuf {
     if state.primary != Some(member) {
         return raw(errors::not_primary(false));
@@ -347,34 +355,56 @@ fn create_indexes(state: &mut State, member: usize, request: &Request) -> RawDoc
         .get_array("indexes")
         .cloned()
         .unwrap_or_default();
+    let mut created = 0;
     for spec in specs.iter().filter_map(Bson::as_document) {
-        let key = spec.get_document("key").ok().filter(|k| k.len() == 1);
-        let single = key.and_then(|k| k.iter().next());
-        let Some((field, direction)) = single.and_then(|(f, d)| Some((f, direction(d)?))) else {
-            let message = "the fake replica set supports only single-field indexes";
-            return raw(errors::command_error(2, message, false));
-        };
         let unique = spec.get_bool("unique").unwrap_or(false);
-        if let Err(dup) = state.store.create_index(&ns, field, direction, unique) {
-            let mut reply = errors::command_error(
-                11000,
-                &format!("Index build failed: {}", dup.message()),
-                false,
-            );
-            reply.insert("keyPattern", doc! { field: direction });
-            reply.insert("keyValue", doc! { field: dup.value });
-            return raw(reply);
+        let key: Option<Vec<(String, i32)>> = spec.get_document("key").ok().and_then(|k| {
+            k.iter()
+                .map(|(f, d)| Some((f.clone(), direction(d)?)))
+                .collect()
+        });
+        let (field, direction) = match key.as_deref() {
+            Some([(field, direction)]) => (field.as_str(), *direction),
+            Some(compound @ [_, _, ..]) if !unique => {
+                created += usize::from(state.store.create_compound_index(&ns, compound));
+                continue;
+            }
+            _ => {
+                let message = "the fake replica set supports only single-field indexes and \
+                               compound indexes that are not unique";
+                return raw(errors::command_error(2, message, false));
+            }
+        };
+        match state.store.create_index(&ns, field, direction, unique) {
+            Ok(new) => created += usize::from(new),
+            Err(dup) => {
+                let mut reply = errors::command_error(
+                    11000,
+                    &format!("Index build failed: {}", dup.message()),
+                    false,
+                );
+                reply.insert("keyPattern", doc! { field: direction });
+                reply.insert("keyValue", doc! { field: dup.value });
+                return raw(reply);
+            }
         }
     }
-    state.tick();
     let after = state.store.indexes(&ns).map(<[_]>::len).unwrap_or(1);
+    // A new collection has its `_id` index before the build counts.
+    let before = existed.unwrap_or(1);
     let mut reply = doc! {
-        "numIndexesBefore": existed.unwrap_or(1) as i32,
+        "numIndexesBefore": before as i32,
         "numIndexesAfter": after as i32,
-        "createdCollectionAutomatically": existed.is_none(),
     };
-    if existed == Some(after) {
+    if existed.is_none() || created > 0 {
+        state.tick();
+        reply.insert("createdCollectionAutomatically", existed.is_none());
+    }
+    reply.insert("commitQuorum", "votingMembers");
+    if after == before {
         reply.insert("note", "all indexes already exist");
+    } else if created < specs.len() {
+        reply.insert("note", "index already exists");
     }
     reply.insert("ok", 1.0);
     raw(reply)

@@ -163,7 +163,15 @@ fn serve(
     mut stream: TcpStream,
 ) {
     while let Ok(Some(request)) = wire::read_request(&mut stream) {
-        match commands::handle(&shared, member, incarnation, connection_id, &request) {
+        let outcome = commands::handle(&shared, member, incarnation, connection_id, &request);
+        if request.name() == "insert" {
+            // Outside the lock: heartbeats and the other connections carry on meanwhile.
+            let latency = shared.lock().write_latency;
+            if !latency.is_zero() {
+                thread::sleep(latency);
+            }
+        }
+        match outcome {
             Outcome::Reply(reply) => {
                 if !request.more_to_come
                     && wire::write_reply(&mut stream, request.request_id, &reply).is_err()

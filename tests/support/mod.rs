@@ -151,6 +151,15 @@ impl FakeReplicaSet {
         self.shared.changed.notify_all();
     }
 
+    /// Every insert is answered `latency` after it was handled, standing for what a real
+    /// primary waits for before it acknowledges a write with `w: "majority", j: true`: a
+    /// majority's replication and the journal's flush, a few milliseconds on a real set. The
+    /// write is applied at once; only the reply waits, on its own connection, so heartbeats
+    /// and other connections are answered meanwhile.
+    pub fn set_write_latency(&self, latency: Duration) {
+        self.shared.lock().write_latency = latency;
+    }
+
     /// The next insert the primary accepts is applied, then its connection closes with no
     /// reply.
     pub fn drop_next_reply(&self) {

@@ -31,12 +31,14 @@ pub struct Collection {
     indexes: Vec<Index>,
 }
 
-/// A single-field index; only unique ones keep keys. An array value is one key, not one
-/// key per element as on a real (multikey) index.
+/// An index on one field, or on several when it is not unique; only unique ones keep keys.
+/// An array value is one key, not one key per element as on a real (multikey) index.
 pub struct Index {
     pub name: String,
     pub field: String,
     pub direction: i32,
+    /// The fields after the first of a compound key, such as `_id` in `{time: 1, _id: 1}`.
+    pub rest: Vec<(String, i32)>,
     pub unique: bool,
     keys: HashSet<Vec<u8>>,
 }
@@ -122,6 +124,7 @@ impl Index {
             name,
             field: field.to_string(),
             direction,
+            rest: Vec::new(),
             unique,
             keys: HashSet::new(),
         }
@@ -129,9 +132,13 @@ impl Index {
 
     /// The entry `listIndexes` returns.
     pub fn spec(&self) -> Document {
+        let mut key = doc! { self.field.as_str(): self.direction };
+        for (field, direction) in &self.rest {
+            key.insert(field.as_str(), *direction);
+        }
         let mut spec = doc! {
             "v": 2,
-            "key": { self.field.as_str(): self.direction },
+            "key": key,
             "name": self.name.as_str(),
         };
         if self.unique && self.field != "_id" {
@@ -210,6 +217,30 @@ impl Store {
         }
         collection.indexes.push(index);
         Ok(true)
+    }
+
+    /// Adds a non-unique index on several fields, named as the server names it: each
+    /// `<field>_<direction>` joined by `_`, so `{time: 1, _id: 1}` is `time_1__id_1`.
+    /// Returns whether the index is new.
+    pub fn create_compound_index(&mut self, ns: &str, key: &[(String, i32)]) -> bool {
+        let collection = self
+            .collections
+            .entry(ns.to_string())
+            .or_insert_with(Collection::new);
+        let name = key
+            .iter()
+            .map(|(field, direction)| format!("{field}_{direction}"))
+            .collect::<Vec<_>>()
+            .join("_");
+        if collection.indexes.iter().any(|i| i.name == name) {
+            return false;
+        }
+        let (first, rest) = key.split_first().expect("a key of at least one field");
+        let mut index = Index::new(&first.0, first.1, false);
+        index.name = name;
+        index.rest = rest.to_vec();
+        collection.indexes.push(index);
+        true
     }
 
     pub fn indexes(&self, ns: &str) -> Option<&[Index]> {
