@@ -16,6 +16,7 @@ use bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document, RawDocume
 
 use super::cluster::{Shared, State};
 use super::errors;
+use super::fail_command;
 use super::failpoint;
 use super::query::{to_bson, Query};
 use super::stepdown;
@@ -64,19 +65,24 @@ pub fn handle(
         };
         eprintln!("[fake-rs {}] {role}: {name}", state.host(member));
     }
-    let (mut state, passed) =
-        match failpoint::before_command(shared, state, member, incarnation, connection_id, request)
-        {
-            Ok(passed) => passed,
-            Err(outcome) => return outcome,
-        };
+    let (mut state, passed) = match fail_command::before_command(
+        shared,
+        state,
+        member,
+        incarnation,
+        connection_id,
+        request,
+    ) {
+        Ok(passed) => passed,
+        Err(outcome) => return outcome,
+    };
     let reply = match name.as_str() {
         "hello" | "isMaster" | "ismaster" => {
             hello(&state, &shared.set_name, member, connection_id, request)
         }
         "insert" => {
             let outcome = insert(state, member, request);
-            return failpoint::after_write(shared, member, request, &passed, outcome);
+            return fail_command::after_write(shared, member, request, &passed, outcome);
         }
         "find" => return find(shared, state, member, incarnation, request),
         "getMore" => get_more(&mut state, member, request),

@@ -33,6 +33,7 @@ mod cluster;
 mod commands;
 mod cursor;
 mod errors;
+mod fail_command;
 mod failpoint;
 mod member;
 mod query;
