@@ -175,7 +175,7 @@ impl Target {
     pub fn fail_point(&self, member: usize, fail_point: FailPoint) -> FailPointGuard {
         let host = self.hosts()[member].clone();
         let reply = command(&host, fail_point.command.clone());
-        let count = reply.get_i32("count").map(i64::from).unwrap_or_default();
+        let count = times_entered(&reply);
         FailPointGuard {
             host,
             name: fail_point.name,
@@ -309,8 +309,7 @@ impl FailPointGuard {
     /// How often the fail point fired since it was set: the `count` of turning it off.
     pub fn times_entered(&self) -> i64 {
         let off = doc! { "configureFailPoint": &self.name, "mode": "off" };
-        let count = command(&self.host, off).get_i32("count").map(i64::from);
-        count.unwrap_or_default() - self.count_before
+        times_entered(&command(&self.host, off)) - self.count_before
     }
 }
 
@@ -325,6 +324,16 @@ impl Drop for FailPointGuard {
                 self.name, self.host
             );
         }
+    }
+}
+
+/// The `count` of a `configureFailPoint` reply, however the number is typed.
+fn times_entered(reply: &Document) -> i64 {
+    match reply.get("count") {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Double(f)) => *f as i64,
+        _ => panic!("configureFailPoint replied without a count: {reply}"),
     }
 }
 
