@@ -169,7 +169,9 @@ test-real: up
 		| tee target/test-real.log; \
 	echo "== skipped against the real set:"; \
 	grep -o 'skipped: .*' target/test-real.log || echo "(none)"; \
-	echo "== ran:"; grep '^test result: ' target/test-real.log; \
+	skipped=$$(grep -c 'skipped: ' target/test-real.log); \
+	grep '^test result: ' target/test-real.log | awk -v skipped="$$skipped" \
+		'{ passed += $$4; failed += $$6 } END { printf "== %d passed, %d failed, %d skipped (they need the fake)\n", passed - skipped, failed, skipped }'; \
 	exit $$(cat target/test-real.status)
 
 lint:
