@@ -5,8 +5,8 @@
 //! would: `hello` with set name, hosts, primary and electionId; `insert` with unique-index
 //! errors and retryable-write history; `find`/`getMore` for readers. Tests steer it: kill,
 //! revive, hang, step down and elect members, or arm a fault for the next write; or, as on a
-//! real set, through `configureFailPoint` (`failpoint.rs`), `replSetFreeze` and
-//! `replSetStepDown` (`stepdown.rs`).
+//! real set, through `configureFailPoint` (`failpoint.rs`, `fail_command.rs`),
+//! `replSetFreeze` and `replSetStepDown` (`stepdown.rs`).
 //!
 //! What it cannot imitate, beyond what each file notes:
 //! - Replication is one shared store. A write is on every member the instant the primary
