@@ -25,6 +25,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use support::mabel::{assert_stored_exactly_once, Mabel};
+use support::target::fake_only;
 use support::FakeReplicaSet;
 
 const BREATHS: usize = 300;
@@ -105,7 +106,12 @@ fn random_failures_lose_nothing_and_double_nothing() {
     faults.shuffle(&mut rng);
 
     let retry_writes = rng.gen_bool(0.5);
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "randomized_failover::random_failures_lose_nothing_and_double_nothing",
+        "kills, hangs and elects members at chosen moments",
+    ) else {
+        return;
+    };
     let uri = format!("{}&retryWrites={retry_writes}", set.uri());
     let count = BREATHS.to_string();
     let mut mabel = Mabel::start(&uri, &["run", "--interval", "0.02", "--count", &count]);

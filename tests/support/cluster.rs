@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bson::{oid::ObjectId, Timestamp};
 
 use super::cursor::Cursors;
+use super::failpoint::FailPoints;
 use super::store::Store;
 
 pub const SET_NAME: &str = "rs0";
@@ -58,6 +59,10 @@ pub struct Member {
     pub sockets: HashMap<u64, TcpStream>,
     pub listener: Option<Listener>,
     pub cursors: Cursors,
+    /// `configureFailPoint` state; a restart clears it.
+    pub fail_points: FailPoints,
+    /// Set by `replSetFreeze` and `replSetStepDown`: no standing for election until then.
+    pub frozen_until: Option<Instant>,
 }
 
 pub struct Listener {
@@ -86,6 +91,8 @@ impl Shared {
                 sockets: HashMap::new(),
                 listener: None,
                 cursors: Cursors::default(),
+                fail_points: FailPoints::default(),
+                frozen_until: None,
             })
             .collect();
         Shared {

@@ -4,13 +4,17 @@
 //! Each member speaks OP_MSG on its own ephemeral port and answers as a MongoDB 7.0 member
 //! would: `hello` with set name, hosts, primary and electionId; `insert` with unique-index
 //! errors and retryable-write history; `find`/`getMore` for readers. Tests steer it: kill,
-//! revive, hang, step down and elect members, or arm a fault for the next write.
+//! revive, hang, step down and elect members, or arm a fault for the next write; or, as on a
+//! real set, through `configureFailPoint` (`failpoint.rs`, `fail_command.rs`),
+//! `replSetFreeze` and `replSetStepDown` (`stepdown.rs`).
 //!
 //! What it cannot imitate, beyond what each file notes:
 //! - Replication is one shared store. A write is on every member the instant the primary
 //!   applies it; there is no lag, no rollback of a revived member's `w: 1` writes, and
 //!   `w: "majority"`/`j: true` are always satisfied (write concern is accepted and ignored).
-//! - Elections happen only when a test calls `elect`; nothing times out on its own.
+//! - Elections happen only when a test calls `elect`, or after a `replSetStepDown` as the
+//!   server's handoff and election timeout would have it (`stepdown.rs`); a killed or hung
+//!   primary is never replaced on its own.
 //! - No authentication, TLS, compression, transactions, or streaming heartbeats.
 //!
 //! Include it from an integration test with `mod support;`, or from a bench with
@@ -23,13 +27,19 @@
 pub mod mabel;
 // Spool files with a backlog in them, for the catch-up tests and benchmark.
 pub mod spool_file;
+// The fake or a real set behind one interface, and the real side of it.
+pub mod real;
+pub mod target;
 
 mod cluster;
 mod commands;
 mod cursor;
 mod errors;
+mod fail_command;
+mod failpoint;
 mod member;
 mod query;
+mod stepdown;
 mod store;
 mod wire;
 
