@@ -27,7 +27,7 @@ pub enum Command {
 #[argh(subcommand, name = "run")]
 pub struct Run {
     /// connection string (default: $MONGODB_URI, else
-    /// mongodb://localhost:27017,localhost:27018,localhost:27019/?replicaSet=rs0)
+    /// mongodb://127.0.0.1:27017,127.0.0.1:27018,127.0.0.1:27019/?replicaSet=rs0)
     #[argh(option)]
     pub uri: Option<String>,
 
@@ -84,7 +84,7 @@ pub struct Run {
 #[argh(subcommand, name = "audit")]
 pub struct Audit {
     /// connection string (default: $MONGODB_URI, else
-    /// mongodb://localhost:27017,localhost:27018,localhost:27019/?replicaSet=rs0)
+    /// mongodb://127.0.0.1:27017,127.0.0.1:27018,127.0.0.1:27019/?replicaSet=rs0)
     #[argh(option)]
     pub uri: Option<String>,
 

@@ -14,7 +14,7 @@ use crate::{cli, spool};
 /// Where mabel writes when neither `--uri` nor `MONGODB_URI` says otherwise: the three-member
 /// set that `docker-compose.yml` starts.
 pub const DEFAULT_URI: &str =
-    "mongodb://localhost:27017,localhost:27018,localhost:27019/?replicaSet=rs0";
+    "mongodb://127.0.0.1:27017,127.0.0.1:27018,127.0.0.1:27019/?replicaSet=rs0";
 
 /// Everything `mabel run` needs, validated.
 #[derive(Clone, Debug, PartialEq)]

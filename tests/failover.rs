@@ -7,6 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use support::target::{fake_only, Target};
 use support::FakeReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(90);
@@ -37,7 +38,12 @@ fn assert_all_written(set: &FakeReplicaSet, outcome: &Outcome, count: usize) {
 
 #[test]
 fn primary_killed_then_a_new_one_elected() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "failover::primary_killed_then_a_new_one_elected",
+        "elects a chosen member 1.5 s after the kill",
+    ) else {
+        return;
+    };
     let outcome = run_through(&set, &[], "30", 5, |set| {
         set.kill(0);
         set.elect_after(1, Duration::from_millis(1500));
@@ -48,7 +54,12 @@ fn primary_killed_then_a_new_one_elected() {
 
 #[test]
 fn primary_killed_with_the_drivers_own_retry_off() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "failover::primary_killed_with_the_drivers_own_retry_off",
+        "elects a chosen member 1.5 s after the kill",
+    ) else {
+        return;
+    };
     let mut mabel = Mabel::start(
         &format!("{}&retryWrites=false", set.uri()),
         &["run", "--interval", "0.05", "--count", "30"],
@@ -68,19 +79,30 @@ fn primary_killed_with_the_drivers_own_retry_off() {
 
 #[test]
 fn primary_steps_down_and_another_is_elected() {
-    let set = FakeReplicaSet::start();
-    let outcome = run_through(&set, &[], "30", 5, |set| {
-        set.step_down();
-        set.elect_after(2, Duration::from_millis(1500));
-    });
-    assert_all_written(&set, &outcome, 30);
-    assert_eq!(set.primary(), Some(2));
+    let target = Target::start();
+    let to = (target.wait_for_primary(WATCHDOG) + 2) % 3;
+    let mut mabel = target.mabel(&["run", "--interval", "0.05", "--count", "30"]);
+    mabel.wait_for_breaths(5, Duration::from_secs(30));
+    target.step_down_to(to, WATCHDOG);
+    let outcome = mabel.finish(WATCHDOG);
+
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert_eq!(outcome.confirmed().len(), 30, "{outcome:#?}");
+    let stored = target.breaths();
+    assert_stored_exactly_once(&outcome, &stored);
+    assert_eq!(stored.len(), 30);
+    assert_eq!(target.primary(), Some(to));
 }
 
 #[test]
 fn write_applied_then_primary_crashed_is_not_doubled() {
     for retry_writes in ["true", "false"] {
-        let set = FakeReplicaSet::start();
+        let Some(set) = fake_only(
+            "failover::write_applied_then_primary_crashed_is_not_doubled",
+            "kills the primary between applying a write and replying",
+        ) else {
+            return;
+        };
         let uri = format!("{}&retryWrites={retry_writes}", set.uri());
         let mut mabel = Mabel::start(&uri, &["run", "--interval", "0.05", "--count", "20"]);
         mabel.wait_for_breaths(5, Duration::from_secs(30));
@@ -103,7 +125,12 @@ fn write_applied_then_primary_crashed_is_not_doubled() {
 
 #[test]
 fn hung_primary_is_left_behind() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "failover::hung_primary_is_left_behind",
+        "elects a chosen member 1 s after the primary hangs",
+    ) else {
+        return;
+    };
     let outcome = run_through(&set, &[], "20", 5, |set| {
         set.hang(0);
         set.elect_after(1, Duration::from_secs(1));
@@ -113,7 +140,12 @@ fn hung_primary_is_left_behind() {
 
 #[test]
 fn every_member_down_for_less_than_the_deadline() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "failover::every_member_down_for_less_than_the_deadline",
+        "needs every member down and back within 2 s",
+    ) else {
+        return;
+    };
     let extra = ["--retry-wait", "0.5", "--attempts", "20"];
     let outcome = run_through(&set, &extra, "20", 5, |set| {
         for member in 0..3 {
@@ -131,7 +163,12 @@ fn every_member_down_for_less_than_the_deadline() {
 
 #[test]
 fn every_member_down_past_the_deadline_gives_up_with_a_clear_line() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "failover::every_member_down_past_the_deadline_gives_up_with_a_clear_line",
+        "needs every member down at once",
+    ) else {
+        return;
+    };
     let extra = ["--retry-wait", "0.3", "--attempts", "4"];
     let outcome = run_through(&set, &extra, "1000", 5, |set| {
         for member in 0..3 {
@@ -157,7 +194,12 @@ fn every_member_down_past_the_deadline_gives_up_with_a_clear_line() {
 
 #[test]
 fn a_set_unreachable_at_start_up_is_waited_for() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "failover::a_set_unreachable_at_start_up_is_waited_for",
+        "needs every member down at once, then a chosen primary",
+    ) else {
+        return;
+    };
     for member in 0..3 {
         set.kill(member);
     }

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
-use support::FakeReplicaSet;
+use support::target::{fake_only, Target};
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 
@@ -34,8 +34,8 @@ fn assert_incidents_follow_their_breaths(outcome: &Outcome) {
 
 #[test]
 fn a_healthy_run_has_no_incident_and_a_summary() {
-    let set = FakeReplicaSet::start();
-    let mabel = Mabel::start(&set.uri(), &["run", "--interval", "0.02", "--count", "10"]);
+    let target = Target::start();
+    let mabel = target.mabel(&["run", "--interval", "0.02", "--count", "10"]);
     let outcome = mabel.finish(WATCHDOG);
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     assert!(incidents(&outcome).is_empty(), "{outcome:#?}");
@@ -49,19 +49,22 @@ fn a_healthy_run_has_no_incident_and_a_summary() {
 
 #[test]
 fn a_stepdown_the_drivers_retry_hides_is_still_an_incident() {
-    let set = FakeReplicaSet::start();
-    let hosts = set.hosts();
-    let mut mabel = Mabel::start(&set.uri(), &["run", "--interval", "0.05", "--count", "20"]);
+    let target = Target::start();
+    let hosts = target.hosts();
+    let to = (target.wait_for_primary(WATCHDOG) + 2) % 3;
+    let mut mabel = target.mabel(&["run", "--interval", "0.05", "--count", "20"]);
     mabel.wait_for_breaths(5, Duration::from_secs(30));
-    set.step_down();
-    set.elect_after(2, Duration::from_millis(1500));
+    let old = target.step_down_to(to, WATCHDOG);
     let outcome = mabel.finish(WATCHDOG);
 
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
-    assert_stored_exactly_once(&outcome, &set.documents("mabel", "breaths"));
+    assert_stored_exactly_once(&outcome, &target.breaths());
     let incidents = incidents(&outcome);
     assert_eq!(incidents.len(), 1, "{outcome:#?}");
-    let moved = format!("primary {} -> {}, already written: no", hosts[0], hosts[2]);
+    let moved = format!(
+        "primary {} -> {}, already written: no",
+        hosts[old], hosts[to]
+    );
     assert!(incidents[0].ends_with(&moved), "{}", incidents[0]);
     assert_incidents_follow_their_breaths(&outcome);
     let summary = outcome.stdout.last().unwrap();
@@ -73,7 +76,12 @@ fn a_stepdown_the_drivers_retry_hides_is_still_an_incident() {
 
 #[test]
 fn a_write_that_landed_before_the_crash_is_reported_already_written() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "failover_report::a_write_that_landed_before_the_crash_is_reported_already_written",
+        "kills the primary between applying a write and replying",
+    ) else {
+        return;
+    };
     let hosts = set.hosts();
     let uri = format!("{}&retryWrites=false", set.uri());
     let mut mabel = Mabel::start(&uri, &["run", "--interval", "0.05", "--count", "10"]);

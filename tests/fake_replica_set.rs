@@ -12,6 +12,7 @@ use mongodb::options::IndexOptions;
 use mongodb::sync::{Client, Collection};
 use mongodb::IndexModel;
 
+use support::target::fake_only;
 use support::FakeReplicaSet;
 
 const DB: &str = "mabel";
@@ -48,7 +49,12 @@ fn first_write_error(reply: &Document) -> Document {
 
 #[test]
 fn insert_one_lands_in_documents() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::insert_one_lands_in_documents",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let doc = breath(1);
     breaths(&set.uri()).insert_one(&doc).run().expect("insert");
     assert_eq!(set.documents(DB, COLL), vec![doc]);
@@ -57,7 +63,12 @@ fn insert_one_lands_in_documents() {
 
 #[test]
 fn hello_looks_like_a_replica_set_member() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::hello_looks_like_a_replica_set_member",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let client = Client::with_uri_str(set.uri()).expect("client");
     let reply = client
         .database("admin")
@@ -79,7 +90,12 @@ fn hello_looks_like_a_replica_set_member() {
 
 #[test]
 fn duplicate_id_is_a_write_error_with_key_pattern() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::duplicate_id_is_a_write_error_with_key_pattern",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
     let doc = breath(1);
     coll.insert_one(&doc).run().expect("first insert");
@@ -112,7 +128,12 @@ fn duplicate_id_is_a_write_error_with_key_pattern() {
 
 #[test]
 fn extra_unique_index_names_its_field() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::extra_unique_index_names_its_field",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     set.add_unique_index(DB, COLL, "n");
     let coll = breaths(&set.uri());
     coll.insert_one(breath(7)).run().expect("first");
@@ -128,7 +149,12 @@ fn extra_unique_index_names_its_field() {
 
 #[test]
 fn indexes_created_through_the_driver_are_enforced() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::indexes_created_through_the_driver_are_enforced",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
     let unique = IndexOptions::builder().unique(true).build();
     let model = IndexModel::builder()
@@ -158,7 +184,12 @@ fn without_gossip(mut reply: Document) -> Document {
 
 #[test]
 fn the_time_index_is_built_and_listed_as_mongod_does() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::the_time_index_is_built_and_listed_as_mongod_does",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let db = Client::with_uri_str(set.uri())
         .expect("client")
         .database(DB);
@@ -221,7 +252,12 @@ fn the_time_index_is_built_and_listed_as_mongod_does() {
 
 #[test]
 fn a_write_latency_holds_the_reply_and_nothing_else() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::a_write_latency_holds_the_reply_and_nothing_else",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
     coll.insert_one(breath(0))
         .run()
@@ -265,7 +301,12 @@ fn a_write_latency_holds_the_reply_and_nothing_else() {
 
 #[test]
 fn kill_then_elect_retries_onto_the_new_primary_once() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::kill_then_elect_retries_onto_the_new_primary_once",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
     coll.insert_one(breath(1)).run().expect("warm-up");
 
@@ -284,7 +325,12 @@ fn kill_then_elect_retries_onto_the_new_primary_once() {
 
 #[test]
 fn step_down_then_delayed_election() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::step_down_then_delayed_election",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
     coll.insert_one(breath(1)).run().expect("warm-up");
 
@@ -309,7 +355,12 @@ fn step_down_then_delayed_election() {
 
 #[test]
 fn dropped_reply_is_retried_and_lands_once() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::dropped_reply_is_retried_and_lands_once",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
     set.drop_next_reply();
     coll.insert_one(breath(1))
@@ -321,7 +372,12 @@ fn dropped_reply_is_retried_and_lands_once() {
 
 #[test]
 fn dropped_reply_without_retry_is_an_io_error_but_stored() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::dropped_reply_without_retry_is_an_io_error_but_stored",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let coll = breaths(&format!("{}&retryWrites=false", set.uri()));
     set.drop_next_reply();
     let err = coll.insert_one(breath(1)).run().expect_err("no reply");
@@ -337,7 +393,12 @@ fn dropped_reply_without_retry_is_an_io_error_but_stored() {
 
 #[test]
 fn crash_after_write_then_elect_lands_once() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::crash_after_write_then_elect_lands_once",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
     coll.insert_one(breath(1)).run().expect("warm-up");
     set.crash_after_next_write();
@@ -355,7 +416,12 @@ fn crash_after_write_then_elect_lands_once() {
 
 #[test]
 fn failed_validation_is_a_write_error_and_stores_nothing() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::failed_validation_is_a_write_error_and_stores_nothing",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     set.fail_next_write(121);
     let err = breaths(&set.uri())
         .insert_one(breath(1))
@@ -376,7 +442,12 @@ fn failed_validation_is_a_write_error_and_stores_nothing() {
 
 #[test]
 fn injected_command_errors_follow_the_retry_rules() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::injected_command_errors_follow_the_retry_rules",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
 
     // Retryable and labelled: the driver retries once by itself.
@@ -402,7 +473,12 @@ fn injected_command_errors_follow_the_retry_rules() {
 
 #[test]
 fn find_sorts_and_pages_through_get_more() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::find_sorts_and_pages_through_get_more",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let base = DateTime::now().timestamp_millis();
     // Times go backwards, with pairs sharing a time so the _id tie-break matters.
     for n in 0..1000 {
@@ -453,7 +529,12 @@ fn find_sorts_and_pages_through_get_more() {
 
 #[test]
 fn kill_closes_the_port_and_revive_reopens_it() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::kill_closes_the_port_and_revive_reopens_it",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let host = set.hosts()[1].clone();
     // Leave a server-closed connection behind, so the port has sockets in TIME_WAIT.
     let held = TcpStream::connect(&host).expect("connect");
@@ -478,7 +559,12 @@ fn kill_closes_the_port_and_revive_reopens_it() {
 
 #[test]
 fn dropping_the_set_closes_every_port() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::dropping_the_set_closes_every_port",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     breaths(&set.uri())
         .insert_one(breath(1))
         .run()
@@ -492,7 +578,12 @@ fn dropping_the_set_closes_every_port() {
 
 #[test]
 fn hung_primary_eventually_fails_the_insert() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "fake_replica_set::hung_primary_eventually_fails_the_insert",
+        "tests the fake itself",
+    ) else {
+        return;
+    };
     let uri = format!(
         "{}&connectTimeoutMS=2000&serverSelectionTimeoutMS=5000",
         set.uri()

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use bson::oid::ObjectId;
 
 use support::mabel::{assert_stored_exactly_once, Mabel};
-use support::FakeReplicaSet;
+use support::target::{fake_only, Target};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
 #[test]
 fn sigint_between_breaths_stops_with_a_summary() {
-    let set = FakeReplicaSet::start();
-    let mut mabel = Mabel::start(&set.uri(), &["run", "--interval", "0.05"]);
+    let target = Target::start();
+    let mut mabel = target.mabel(&["run", "--interval", "0.05"]);
     mabel.wait_for_breaths(10, Duration::from_secs(30));
     mabel.signal("INT");
     let outcome = mabel.finish(WATCHDOG);
@@ -27,14 +27,14 @@ fn sigint_between_breaths_stops_with_a_summary() {
     let summary = outcome.stdout.last().unwrap();
     let expected = format!("stopped by SIGINT: {written} breaths written, 0 incidents, ");
     assert!(summary.starts_with(&expected), "{summary}");
-    assert_stored_exactly_once(&outcome, &set.documents("mabel", "breaths"));
-    assert_eq!(set.documents("mabel", "breaths").len(), written);
+    assert_stored_exactly_once(&outcome, &target.breaths());
+    assert_eq!(target.breaths().len(), written);
 }
 
 #[test]
 fn sigterm_wakes_the_sleep_between_breaths() {
-    let set = FakeReplicaSet::start();
-    let mabel = Mabel::start(&set.uri(), &["run", "--interval", "60"]);
+    let target = Target::start();
+    let mabel = target.mabel(&["run", "--interval", "60"]);
     thread::sleep(Duration::from_millis(500));
     let signalled = Instant::now();
     mabel.signal("TERM");
@@ -50,7 +50,12 @@ fn sigterm_wakes_the_sleep_between_breaths() {
 
 #[test]
 fn the_breath_in_flight_is_finished_before_stopping() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "graceful_stop::the_breath_in_flight_is_finished_before_stopping",
+        "needs every member down at once, then a chosen primary",
+    ) else {
+        return;
+    };
     let args = ["run", "--interval", "0.05", "--retry-wait", "0.5"];
     let mut mabel = Mabel::start(&set.uri(), &args);
     mabel.wait_for_breaths(5, Duration::from_secs(30));
@@ -91,7 +96,12 @@ fn the_breath_in_flight_is_finished_before_stopping() {
 #[test]
 fn a_second_signal_exits_at_once_naming_the_breath_in_flight() {
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
-        let set = FakeReplicaSet::start();
+        let Some(set) = fake_only(
+            "graceful_stop::a_second_signal_exits_at_once_naming_the_breath_in_flight",
+            "needs every member down at once",
+        ) else {
+            return;
+        };
         let args = ["run", "--interval", "0.05", "--retry-wait", "0.5"];
         let mut mabel = Mabel::start(&set.uri(), &args);
         mabel.wait_for_breaths(3, Duration::from_secs(30));

@@ -32,6 +32,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use support::target::fake_only;
 use support::FakeReplicaSet;
 
 const BREATHS: usize = 300;
@@ -127,7 +128,10 @@ fn say(line: &str) {
 
 #[test]
 fn random_failures_lose_nothing_and_double_nothing() {
-    let run = run(&[]);
+    let test = "randomized_failover::random_failures_lose_nothing_and_double_nothing";
+    let Some(run) = run(test, &[]) else {
+        return;
+    };
     let outcome = &run.outcome;
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     let written = outcome.confirmed();
@@ -144,7 +148,10 @@ fn random_failures_lose_nothing_and_double_nothing() {
 
 #[test]
 fn with_w1_partitions_lose_breaths_and_the_audit_counts_them() {
-    let run = run(&["--write-concern", "1"]);
+    let test = "randomized_failover::with_w1_partitions_lose_breaths_and_the_audit_counts_them";
+    let Some(run) = run(test, &["--write-concern", "1"]) else {
+        return;
+    };
     let outcome = &run.outcome;
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     let confirmed: Vec<ObjectId> = outcome.confirmed().iter().map(|c| c.id).collect();
@@ -178,8 +185,9 @@ fn with_w1_partitions_lose_breaths_and_the_audit_counts_them() {
     assert_eq!(run.report["doubled"], 0);
 }
 
-/// Runs mabel with `args` through a random schedule of faults and audits what is stored.
-fn run(args: &[&str]) -> Run {
+/// Runs mabel with `args` through a random schedule of faults and audits what is stored;
+/// `None` against a real set, where `test` is skipped.
+fn run(test: &str, args: &[&str]) -> Option<Run> {
     let seed = match std::env::var("MABEL_CHAOS_SEED") {
         Ok(seed) => seed.parse().expect("MABEL_CHAOS_SEED is a number"),
         Err(_) => rand::random(),
@@ -194,7 +202,8 @@ fn run(args: &[&str]) -> Run {
     faults.shuffle(&mut rng);
 
     let retry_writes = rng.gen_bool(0.5);
-    let set = FakeReplicaSet::start();
+    let reason = "kills, hangs, cuts off and elects members at chosen moments";
+    let set = fake_only(test, reason)?;
     let uri = format!("{}&retryWrites={retry_writes}", set.uri());
     let count = BREATHS.to_string();
     let mabel_args = [&["run", "--interval", "0.02", "--count", &count][..], args].concat();
@@ -309,7 +318,7 @@ fn run(args: &[&str]) -> Run {
         audit_code: audit.status.code(),
     };
     run.say_figures(args);
-    run
+    Some(run)
 }
 
 impl Run {

@@ -7,11 +7,16 @@ use std::time::Duration;
 
 use bson::{doc, oid::ObjectId};
 use support::mabel::{assert_stored_exactly_once, Mabel};
-use support::FakeReplicaSet;
+use support::target::{fake_only, FailPoint, Mode, Target};
 
 #[test]
 fn a_failed_validation_is_not_retried() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "refused_writes::a_failed_validation_is_not_retried",
+        "a validator's refusal is a write error, which failCommand cannot shape",
+    ) else {
+        return;
+    };
     let mut mabel = Mabel::start(&set.uri(), &["run", "--interval", "0.05"]);
     mabel.wait_for_breaths(3, Duration::from_secs(30));
     set.fail_next_write(121);
@@ -33,10 +38,13 @@ fn a_failed_validation_is_not_retried() {
 
 #[test]
 fn an_authorization_failure_is_not_retried() {
-    let set = FakeReplicaSet::start();
-    set.fail_next_write(13);
-    let outcome =
-        Mabel::start(&set.uri(), &["run", "--interval", "0.05"]).finish(Duration::from_secs(30));
+    let target = Target::start();
+    let primary = target.wait_for_primary(Duration::from_secs(30));
+    let refuse = FailPoint::fail_command(&["insert"], Mode::Times(1)).error_code(13);
+    let refused = target.fail_point(primary, refuse.app_name("mabel"));
+    let outcome = target
+        .mabel(&["run", "--interval", "0.05"])
+        .finish(Duration::from_secs(30));
 
     assert_eq!(outcome.code, Some(1), "{outcome:#?}");
     assert!(outcome.stderr.contains("couldn't write breath"));
@@ -45,29 +53,47 @@ fn an_authorization_failure_is_not_retried() {
         "{}",
         outcome.stderr
     );
-    assert_eq!(set.insert_count(), 1);
-    assert!(set.documents("mabel", "breaths").is_empty());
+    assert_eq!(refused.times_entered(), 1);
+    if let Some(inserts) = target.insert_count() {
+        assert_eq!(inserts, 1);
+    }
+    assert!(target.breaths().is_empty());
 }
 
 #[test]
 fn a_transient_code_is_retried() {
-    let set = FakeReplicaSet::start();
-    set.fail_next_write(11602);
-    let uri = format!("{}&retryWrites=false", set.uri());
-    let outcome = Mabel::start(&uri, &["run", "--interval", "0.05", "--count", "3"])
-        .finish(Duration::from_secs(30));
+    let target = Target::start();
+    let primary = target.wait_for_primary(Duration::from_secs(30));
+    let interrupt = FailPoint::fail_command(&["insert"], Mode::Times(1)).error_code(11602);
+    let _interrupted = target.fail_point(primary, interrupt.app_name("mabel"));
+    let uri = format!("{}&retryWrites=false", target.uri());
+    let args = [
+        "run",
+        "--interval",
+        "0.05",
+        "--count",
+        "3",
+        "--db",
+        target.db(),
+    ];
+    let outcome = Mabel::start(&uri, &args).finish(Duration::from_secs(30));
 
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     assert_eq!(outcome.confirmed()[0].attempts, 2);
     assert!(outcome.stderr.contains("Warning"), "{}", outcome.stderr);
-    assert_stored_exactly_once(&outcome, &set.documents("mabel", "breaths"));
+    assert_stored_exactly_once(&outcome, &target.breaths());
 }
 
 /// A duplicate on another unique index, met on a retry, must not pass for "already
 /// written": the breath is not in the database.
 #[test]
 fn a_duplicate_on_another_index_is_a_real_error() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "refused_writes::a_duplicate_on_another_index_is_a_real_error",
+        "seeds a document and a unique index without the wire",
+    ) else {
+        return;
+    };
     // A unique index on a field breaths lack: a missing field indexes as null, so the second
     // document without it collides, as on a real server.
     set.add_unique_index("mabel", "breaths", "sensor");

@@ -16,6 +16,7 @@ use chrono::Utc;
 use serde_json::Value;
 use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
 use support::spool_file::waiting_in;
+use support::target::{fake_only, Target};
 use support::FakeReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(90);
@@ -145,7 +146,12 @@ fn last_line(outcome: &Outcome) -> &str {
 
 #[test]
 fn killed_mid_retry_and_restarted_every_spooled_breath_is_stored_once() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "spool::killed_mid_retry_and_restarted_every_spooled_breath_is_stored_once",
+        "kills the primary between applying a write and replying",
+    ) else {
+        return;
+    };
     let dir = Scratch::new("killed");
     let spool = dir.spool();
     let extra = [
@@ -232,7 +238,12 @@ fn killed_mid_retry_and_restarted_every_spooled_breath_is_stored_once() {
 
 #[test]
 fn an_outage_past_the_deadline_loses_nothing_and_keeps_the_order() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "spool::an_outage_past_the_deadline_loses_nothing_and_keeps_the_order",
+        "needs every member down at once",
+    ) else {
+        return;
+    };
     let dir = Scratch::new("outage");
     let spool = dir.spool();
     let extra = [
@@ -287,7 +298,12 @@ fn an_outage_past_the_deadline_loses_nothing_and_keeps_the_order() {
 
 #[test]
 fn a_signal_in_an_outage_leaves_the_waiting_breaths_for_the_next_run() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "spool::a_signal_in_an_outage_leaves_the_waiting_breaths_for_the_next_run",
+        "needs every member down at once",
+    ) else {
+        return;
+    };
     let dir = Scratch::new("signal");
     let spool = dir.spool();
     let extra = [
@@ -341,7 +357,12 @@ fn a_signal_in_an_outage_leaves_the_waiting_breaths_for_the_next_run() {
 
 #[test]
 fn a_torn_last_record_is_skipped_with_a_warning() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "spool::a_torn_last_record_is_skipped_with_a_warning",
+        "spools breaths while every member is down",
+    ) else {
+        return;
+    };
     let dir = Scratch::new("torn");
     let spool = dir.spool();
     let waiting = spool_up_breaths(&set, &spool, 5);
@@ -377,7 +398,12 @@ fn a_torn_last_record_is_skipped_with_a_warning() {
 
 #[test]
 fn a_damaged_record_in_the_middle_stops_mabel_and_names_its_offset() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "spool::a_damaged_record_in_the_middle_stops_mabel_and_names_its_offset",
+        "spools breaths while every member is down",
+    ) else {
+        return;
+    };
     let dir = Scratch::new("damaged");
     let spool = dir.spool();
     spool_up_breaths(&set, &spool, 5);
@@ -412,20 +438,15 @@ fn a_damaged_record_in_the_middle_stops_mabel_and_names_its_offset() {
 
 #[test]
 fn a_second_mabel_on_the_same_spool_is_refused() {
-    let set = FakeReplicaSet::start();
+    let target = Target::start();
     let dir = Scratch::new("two");
     let spool = dir.spool();
-    let mut first = Mabel::start(
-        &set.uri(),
-        &args(&spool, &["--interval", "0.05", "--count", "30"]),
-    );
+    let mut first = target.mabel(&args(&spool, &["--interval", "0.05", "--count", "30"]));
     first.wait_for_breaths(3, Duration::from_secs(30));
 
-    let second = Mabel::start(
-        &set.uri(),
-        &args(&spool, &["--interval", "0.05", "--count", "5"]),
-    )
-    .finish(WATCHDOG);
+    let second = target
+        .mabel(&args(&spool, &["--interval", "0.05", "--count", "5"]))
+        .finish(WATCHDOG);
     assert_eq!(second.code, Some(2), "{second:#?}");
     assert_eq!(second.stderr.lines().count(), 1, "{}", second.stderr);
     assert!(
@@ -437,14 +458,19 @@ fn a_second_mabel_on_the_same_spool_is_refused() {
 
     let first = first.finish(WATCHDOG);
     assert_eq!(first.code, Some(0), "{first:#?}");
-    let stored = set.documents("mabel", "breaths");
+    let stored = target.breaths();
     assert_stored_exactly_once(&first, &stored);
     assert_eq!(stored.len(), 30);
 }
 
 #[test]
 fn a_full_spool_stops_mabel_and_names_the_breath_it_could_not_keep() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "spool::a_full_spool_stops_mabel_and_names_the_breath_it_could_not_keep",
+        "spools breaths while every member is down",
+    ) else {
+        return;
+    };
     let dir = Scratch::new("full");
     let spool = dir.spool();
     kill_every_member(&set);

@@ -15,6 +15,7 @@ use bson::{oid::ObjectId, Timestamp};
 
 use super::cursor::Cursors;
 use super::election::election_id;
+use super::failpoint::FailPoints;
 use super::replication::{Replica, RolledBack};
 
 pub const SET_NAME: &str = "rs0";
@@ -63,6 +64,10 @@ pub struct Member {
     pub listener: Option<Listener>,
     pub cursors: Cursors,
     pub replica: Replica,
+    /// `configureFailPoint` state; a restart clears it.
+    pub fail_points: FailPoints,
+    /// Set by `replSetFreeze` and `replSetStepDown`: no standing for election until then.
+    pub frozen_until: Option<Instant>,
 }
 
 pub struct Listener {
@@ -92,6 +97,8 @@ impl Shared {
                 listener: None,
                 cursors: Cursors::default(),
                 replica: Replica::default(),
+                fail_points: FailPoints::default(),
+                frozen_until: None,
             })
             .collect();
         Shared {

@@ -1,7 +1,9 @@
 //! What a member answers to each command, given its role at that instant.
 //!
 //! Implemented: `hello`/`isMaster`, `insert`, `find`, `getMore`, `killCursors`,
-//! `listIndexes`, `createIndexes` (single-field, or compound and not unique), `ping`, `endSessions`, `buildInfo`.
+//! `listIndexes`, `createIndexes` (single-field, or compound and not unique), `ping`,
+//! `endSessions`, `buildInfo`, and the test commands `configureFailPoint` (`failpoint.rs`),
+//! `replSetStepDown` and `replSetFreeze` (`stepdown.rs`).
 //! Every other command gets CommandNotFound, which a real server would not say for real
 //! commands such as `aggregate`, `count`, `update` or `delete`.
 //! `readConcern` is honoured by `find` ("majority" reads at the member's commit point,
@@ -17,8 +19,11 @@ use bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document, RawDocume
 use super::cluster::{Shared, State};
 use super::election::election_id;
 use super::errors;
+use super::fail_command;
+use super::failpoint;
 use super::oplog::OpTime;
 use super::query::{to_bson, Query};
+use super::stepdown;
 use super::store::encode;
 use super::wire::{Request, MAX_MESSAGE_SIZE};
 use super::write_concern::{self, Concern, Unmet};
@@ -35,7 +40,7 @@ pub enum Outcome {
 }
 
 pub fn handle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     member: usize,
     incarnation: u64,
     connection_id: i32,
@@ -78,17 +83,34 @@ pub fn handle(
         };
         eprintln!("[fake-rs {}] {role}: {name}", state.host(member));
     }
+    let (mut state, passed) = match fail_command::before_command(
+        shared,
+        state,
+        member,
+        incarnation,
+        connection_id,
+        request,
+    ) {
+        Ok(passed) => passed,
+        Err(outcome) => return outcome,
+    };
     let reply = match name.as_str() {
         "hello" | "isMaster" | "ismaster" => {
             hello(&state, &shared.set_name, member, connection_id, request)
         }
-        "insert" => return insert(shared, state, member, incarnation, request),
+        "insert" => {
+            let outcome = insert(shared, state, member, incarnation, request);
+            return fail_command::after_write(shared, member, request, &passed, outcome);
+        }
         "find" => return find(shared, state, member, incarnation, request),
         "getMore" => get_more(&mut state, member, request),
         "killCursors" => kill_cursors(&mut state, member, request),
         "listIndexes" => list_indexes(&mut state, member, request),
         "createIndexes" => create_indexes(&mut state, member, request),
         "ping" | "endSessions" => raw(doc! { "ok": 1.0 }),
+        "configureFailPoint" => raw(failpoint::configure(&mut state, member, request)),
+        "replSetStepDown" => return stepdown::step_down(shared, state, member, request),
+        "replSetFreeze" => raw(stepdown::freeze(&mut state, member, request)),
         "buildInfo" | "buildinfo" => raw(build_info()),
         other => raw(errors::command_error(
             59,
@@ -500,7 +522,7 @@ fn cursor_reply(cursor: RawDocumentBuf) -> RawDocumentBuf {
 
 /// Adds the cluster time gossip every replica-set member attaches to every reply (with the
 /// all-zero signature of a deployment without keyfile auth).
-fn finish(state: &State, mut reply: RawDocumentBuf) -> RawDocumentBuf {
+pub fn finish(state: &State, mut reply: RawDocumentBuf) -> RawDocumentBuf {
     let time = state.last_op();
     let signature = doc! {
         "hash": Binary { subtype: BinarySubtype::Generic, bytes: vec![0; 20] },
@@ -514,6 +536,6 @@ fn finish(state: &State, mut reply: RawDocumentBuf) -> RawDocumentBuf {
     reply
 }
 
-fn raw(doc: Document) -> RawDocumentBuf {
+pub fn raw(doc: Document) -> RawDocumentBuf {
     encode(&doc)
 }

@@ -76,10 +76,15 @@ impl State {
         if 1 + reached >= MAJORITY || self.writable_term(member).is_none() {
             return false;
         }
+        self.stand_down(member);
+        true
+    }
+
+    /// `member` stops acting as primary, of the newest term or of an earlier one.
+    pub fn stand_down(&mut self, member: usize) {
         if self.primary == Some(member) {
             self.primary = None;
         }
         self.replica_mut(member).stale_term = None;
-        true
     }
 }

@@ -17,6 +17,11 @@ const RETRYABLE_WRITE_CODES: [i32; 12] = [
 
 pub const RETRYABLE_WRITE_ERROR: &str = "RetryableWriteError";
 
+/// Whether a 4.4+ server labels a retryable write that failed with `code`.
+pub fn is_retryable_write_code(code: i32) -> bool {
+    RETRYABLE_WRITE_CODES.contains(&code)
+}
+
 /// The server's name for a code; `None` for codes the fake does not know.
 pub fn code_name(code: i32) -> Option<&'static str> {
     Some(match code {

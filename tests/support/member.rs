@@ -35,6 +35,9 @@ pub fn start(shared: &Arc<Shared>, member: usize, listener: TcpListener) {
     m.up = true;
     m.hung = false;
     m.listener = Some(Listener { stop, thread });
+    // A new process: no fail point set, not frozen.
+    m.fail_points = Default::default();
+    m.frozen_until = None;
 }
 
 /// Closes the listening socket and shuts down every connection of `member`. Returns once

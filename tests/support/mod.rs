@@ -5,7 +5,9 @@
 //! would: `hello` with set name, hosts, primary and electionId; `insert` with unique-index
 //! errors, retryable-write history and write concern; `find`/`getMore` for readers, with
 //! read concern. Tests steer it: kill, revive, hang, step down and elect members, cut one
-//! off from the others, slow its replication, or arm a fault for the next write.
+//! off from the others, slow its replication, or arm a fault for the next write; or, as on a
+//! real set, through `configureFailPoint` (`failpoint.rs`, `fail_command.rs`),
+//! `replSetFreeze` and `replSetStepDown` (`stepdown.rs`).
 //!
 //! Each member has its own oplog and data and replicates as mongod does (see `replication`,
 //! `election`, `write_concern`): secondaries copy from a member they reach, the commit point
@@ -15,8 +17,10 @@
 //!
 //! Beyond what each file notes:
 //! - Elections and step-downs happen only when a test calls for them (`elect`,
-//!   `notice_isolation`, `heal`); nothing times out on its own. With no lag and no partition,
-//!   replication is instant, so a test that sets neither sees one consistent set.
+//!   `notice_isolation`, `heal`), or after a `replSetStepDown` as the server's handoff and
+//!   election timeout would have it (`stepdown.rs`); a killed, hung or cut-off primary is
+//!   never replaced on its own. With no lag and no partition, replication is instant, so a
+//!   test that sets neither sees one consistent set.
 //! - No authentication, TLS, compression, transactions, or streaming heartbeats.
 //!
 //! Include it from an integration test with `mod support;`, or from a bench with
@@ -29,17 +33,23 @@
 pub mod mabel;
 // Spool files with a backlog in them, for the catch-up tests and benchmark.
 pub mod spool_file;
+// The fake or a real set behind one interface, and the real side of it.
+pub mod real;
+pub mod target;
 
 mod cluster;
 mod commands;
 mod cursor;
 mod election;
 mod errors;
+mod fail_command;
+mod failpoint;
 mod member;
 mod oplog;
 mod primary;
 mod query;
 mod replication;
+mod stepdown;
 mod store;
 mod wire;
 mod write_concern;

@@ -169,7 +169,10 @@ impl State {
     /// before it takes writes. Returns whether the member's oplog changed.
     pub fn sync(&mut self, member: usize, now: Instant, catch_up: bool) -> bool {
         let m = &self.members[member];
-        if !m.up || m.hung || self.writable_term(member).is_some() {
+        // `stopReplProducer` stops the oplog fetcher (`jstests/libs/write_concern_util.js`,
+        // `stopServerReplication`).
+        let stopped = m.fail_points.is_set("stopReplProducer");
+        if !m.up || m.hung || stopped || self.writable_term(member).is_some() {
             return false;
         }
         let mine = self.replica(member).last();

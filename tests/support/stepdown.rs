@@ -1,0 +1,209 @@
+//! `replSetStepDown` and `replSetFreeze`, the admin commands a test sends to move the primary
+//! on purpose, answered as a 7.0 mongod answers them, so that one test body steps a primary
+//! down the same way in the fake and in a real set.
+//!
+//! From mongodb/mongo `src/mongo/db/repl/repl_set_commands.cpp` (argument checks),
+//! `replication_coordinator_impl.cpp` `stepDown` (10107 "not primary so can't step down"; the
+//! old primary may not stand again for the step-down period; without `force`, an election
+//! handoff: `replSetStepUp` is sent at once to a caught-up secondary, which refuses if it is
+//! frozen) and `topology_coordinator.cpp` `prepareFreezeResponse` (95 NotSecondary on a
+//! primary, `info: "unfreezing"` for 0, a warning for 1 second). Connections stay open, as on
+//! 4.2+.
+//!
+//! Where no handoff happens (a forced step-down, or the chosen secondary is frozen), the
+//! secondaries of a real set stand for election after `electionTimeoutMillis` (10 s); the
+//! fake's do after `ELECTION_TIMEOUT`, kept short so that tests stay fast. The lowest-numbered
+//! member that is up, answering, not frozen and able to win the vote (`election.rs`) wins. A
+//! secondary is caught up when it holds the primary's newest entry, so the non-forced
+//! catch-up wait fails when none does within the catch-up period (one that lags, or is cut
+//! off, or none answering).
+
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bson::{doc, Bson, Document};
+
+use super::cluster::{Shared, State};
+use super::commands::{finish, raw, Outcome};
+use super::failpoint::error;
+use super::wire::Request;
+
+/// The fake's stand-in for `electionTimeoutMillis`.
+pub const ELECTION_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `{replSetStepDown: <secs>, secondaryCatchUpPeriodSecs, force}`.
+pub fn step_down(
+    shared: &Arc<Shared>,
+    mut state: MutexGuard<'_, State>,
+    member: usize,
+    request: &Request,
+) -> Outcome {
+    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, raw(reply)));
+    let body = &request.body;
+    let force = truthy(body.get("force"));
+    let (step_down_secs, catch_up_secs) = match periods(body, force) {
+        Ok(periods) => periods,
+        Err(reply) => return done(&state, reply),
+    };
+    if state.writable_term(member).is_none() {
+        let reply = error(
+            10107,
+            "NotWritablePrimary",
+            "not primary so can't step down",
+        );
+        return done(&state, reply);
+    }
+    if !force {
+        let deadline = Instant::now() + Duration::from_secs(catch_up_secs);
+        while caught_up(&state, member).is_none() {
+            let now = Instant::now();
+            if now >= deadline || state.shutting_down {
+                let when = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+                let message = format!(
+                    "No electable secondaries caught up as of {when}. Please use the \
+                     replSetStepDown command with the argument {{force: true}} to force node \
+                     to step down."
+                );
+                return done(&state, error(262, "ExceededTimeLimit", &message));
+            }
+            state = shared.wait(state, deadline - now);
+            shared.settle(&mut state);
+        }
+    }
+    state.stand_down(member);
+    state.members[member].frozen_until = Some(Instant::now() + Duration::from_secs(step_down_secs));
+    let handed_off = !force
+        && caught_up(&state, member)
+            .filter(|&candidate| electable(&state, candidate))
+            .is_some_and(|candidate| state.elect(candidate));
+    shared.changed.notify_all();
+    let reply = done(&state, doc! { "ok": 1.0 });
+    drop(state);
+    if !handed_off {
+        elect_when_one_can(shared);
+    }
+    reply
+}
+
+/// `{replSetFreeze: <secs>}`: the member will not stand for election for `secs`; 0 unfreezes.
+pub fn freeze(state: &mut State, member: usize, request: &Request) -> Document {
+    if state.writable_term(member).is_some() {
+        let message = "Cannot freeze node when primary or running for election, state: Primary";
+        return error(95, "NotSecondary", message);
+    }
+    let secs = request
+        .body
+        .iter()
+        .next()
+        .and_then(|(_, v)| whole(v))
+        .unwrap_or(0);
+    let mut reply = Document::new();
+    let now = Instant::now();
+    let m = &mut state.members[member];
+    if secs == 0 {
+        m.frozen_until = None;
+        reply.insert("info", "unfreezing");
+    } else {
+        if secs == 1 {
+            reply.insert("warning", "you really want to freeze for only 1 second?");
+        }
+        let until = now + Duration::from_secs(secs.max(0) as u64);
+        m.frozen_until = Some(m.frozen_until.map_or(until, |t| t.max(until)));
+    }
+    reply.insert("ok", 1.0);
+    reply
+}
+
+/// The step-down and catch-up periods, checked as the command checks them.
+fn periods(body: &Document, force: bool) -> Result<(u64, u64), Document> {
+    let bad = |message: &str| error(2, "BadValue", message);
+    let first = body.iter().next().and_then(|(_, v)| whole(v)).unwrap_or(0);
+    let step_down = match first {
+        0 => 60,
+        n if n < 0 => return Err(bad("stepdown period must be a positive integer")),
+        n => n,
+    };
+    let catch_up = match body.get("secondaryCatchUpPeriodSecs") {
+        None => {
+            if force {
+                0
+            } else {
+                10
+            }
+        }
+        Some(value) => whole(value).ok_or_else(|| {
+            let message = "Expected field \"secondaryCatchUpPeriodSecs\" to have numeric type";
+            error(14, "TypeMismatch", message)
+        })?,
+    };
+    if catch_up < 0 {
+        return Err(bad(
+            "secondaryCatchUpPeriodSecs period must be a positive or absent",
+        ));
+    }
+    if step_down < catch_up {
+        return Err(bad(
+            "stepdown period must be longer than secondaryCatchUpPeriodSecs",
+        ));
+    }
+    Ok((step_down as u64, catch_up as u64))
+}
+
+/// The handoff candidate: the lowest-numbered other member the primary reaches that holds
+/// its newest entry.
+fn caught_up(state: &State, primary: usize) -> Option<usize> {
+    let newest = state.replica(primary).last();
+    (0..state.members.len())
+        .find(|&m| state.linked(primary, m) && state.replica(m).last() >= newest)
+}
+
+fn electable(state: &State, member: usize) -> bool {
+    let m = &state.members[member];
+    m.up && !m.hung && m.frozen_until.is_none_or(|t| t <= Instant::now())
+}
+
+/// From a background thread: every `ELECTION_TIMEOUT` while the set has no primary, the
+/// lowest-numbered electable member wins an election.
+fn elect_when_one_can(shared: &Arc<Shared>) {
+    let set = Arc::clone(shared);
+    let thread = std::thread::spawn(move || loop {
+        let shared = &set;
+        let deadline = Instant::now() + ELECTION_TIMEOUT;
+        let mut state = shared.lock();
+        while !state.shutting_down && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            state = shared.wait(state, left);
+        }
+        if state.shutting_down || state.primary.is_some() {
+            return;
+        }
+        let winner = (0..state.members.len()).find(|&m| electable(&state, m) && state.can_win(m));
+        if let Some(winner) = winner {
+            state.elect(winner);
+            drop(state);
+            shared.changed.notify_all();
+            return;
+        }
+    });
+    shared.track(thread);
+}
+
+fn truthy(value: Option<&Bson>) -> bool {
+    match value {
+        None | Some(Bson::Null) | Some(Bson::Undefined) => false,
+        Some(Bson::Boolean(b)) => *b,
+        Some(Bson::Int32(n)) => *n != 0,
+        Some(Bson::Int64(n)) => *n != 0,
+        Some(Bson::Double(f)) => *f != 0.0,
+        Some(_) => true,
+    }
+}
+
+fn whole(value: &Bson) -> Option<i64> {
+    match value {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        Bson::Double(f) => Some(*f as i64),
+        _ => None,
+    }
+}
