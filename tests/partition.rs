@@ -21,6 +21,7 @@ use bson::Document;
 use serde_json::Value;
 
 use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use support::target::fake_only;
 use support::FakeReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(90);
@@ -36,9 +37,16 @@ struct Play {
 }
 
 /// mabel writes through member 0, which is cut off; member 1 is elected; the set heals.
-/// Returns the set (healed) and how mabel ended.
-fn partition(uri_options: &str, args: &[&str], play: Play) -> (FakeReplicaSet, Outcome) {
-    let set = FakeReplicaSet::start();
+/// Returns the set (healed) and how mabel ended; `None` against a real set, where `test`
+/// is skipped.
+fn partition(
+    test: &str,
+    uri_options: &str,
+    args: &[&str],
+    play: Play,
+) -> Option<(FakeReplicaSet, Outcome)> {
+    let reason = "cuts a member off and elects another at chosen moments";
+    let set = fake_only(&format!("partition::{test}"), reason)?;
     let uri = format!("{}{uri_options}", set.uri());
     let count = BREATHS.to_string();
     let run = [&["run", "--interval", "0.05", "--count", &count][..], args].concat();
@@ -55,7 +63,7 @@ fn partition(uri_options: &str, args: &[&str], play: Play) -> (FakeReplicaSet, O
     set.heal();
     let outcome = mabel.finish(WATCHDOG);
     assert_eq!(set.primary(), Some(1));
-    (set, outcome)
+    Some((set, outcome))
 }
 
 fn audit(set: &FakeReplicaSet) -> (Option<i32>, Value) {
@@ -105,7 +113,14 @@ fn with_w1_the_breaths_the_cut_off_primary_acknowledged_are_rolled_back() {
         alone: Duration::from_secs(1),
         ..Play::default()
     };
-    let (set, outcome) = partition("", &["--write-concern", "1"], play);
+    let Some((set, outcome)) = partition(
+        "with_w1_the_breaths_the_cut_off_primary_acknowledged_are_rolled_back",
+        "",
+        &["--write-concern", "1"],
+        play,
+    ) else {
+        return;
+    };
 
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     let confirmed: HashSet<ObjectId> = outcome.confirmed().iter().map(|c| c.id).collect();
@@ -145,7 +160,14 @@ fn with_the_defaults_nothing_confirmed_is_rolled_back() {
         alone: Duration::from_secs(1),
         ..Play::default()
     };
-    let (set, outcome) = partition("", &[], play);
+    let Some((set, outcome)) = partition(
+        "with_the_defaults_nothing_confirmed_is_rolled_back",
+        "",
+        &[],
+        play,
+    ) else {
+        return;
+    };
     let report = assert_nothing_lost(&set, &outcome);
 
     // The breath that waited on the cut-off primary until it stepped down: its first
@@ -173,7 +195,14 @@ fn without_the_drivers_retry_a_lost_reply_on_the_cut_off_primary_loses_nothing()
         drop_a_reply: true,
         alone: Duration::from_secs(1),
     };
-    let (set, outcome) = partition("&retryWrites=false", &[], play);
+    let Some((set, outcome)) = partition(
+        "without_the_drivers_retry_a_lost_reply_on_the_cut_off_primary_loses_nothing",
+        "&retryWrites=false",
+        &[],
+        play,
+    ) else {
+        return;
+    };
     assert_nothing_lost(&set, &outcome);
 }
 
@@ -185,6 +214,13 @@ fn with_a_wtimeout_a_lost_reply_on_the_cut_off_primary_loses_nothing() {
         drop_a_reply: true,
         alone: Duration::from_millis(2500),
     };
-    let (set, outcome) = partition("&wtimeoutMS=500", &[], play);
+    let Some((set, outcome)) = partition(
+        "with_a_wtimeout_a_lost_reply_on_the_cut_off_primary_loses_nothing",
+        "&wtimeoutMS=500",
+        &[],
+        play,
+    ) else {
+        return;
+    };
     assert_nothing_lost(&set, &outcome);
 }

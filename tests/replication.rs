@@ -12,7 +12,11 @@ use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
 use mongodb::sync::{Client, Collection};
 
+use support::target::fake_only;
 use support::FakeReplicaSet;
+
+/// Why these tests are skipped against a real set (`make test-real`).
+const FAKE_ONLY: &str = "checks the fake's own replication";
 
 const DB: &str = "mabel";
 const COLL: &str = "breaths";
@@ -67,7 +71,12 @@ fn ids(docs: &[Document]) -> Vec<ObjectId> {
 
 #[test]
 fn majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "replication::majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
     set.set_lag(1, LONG);
     set.set_lag(2, LONG);
     let coll = breaths(&set.uri());
@@ -120,7 +129,12 @@ fn majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write() {
 
 #[test]
 fn w_counts_members_and_a_short_lag_is_waited_out() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "replication::w_counts_members_and_a_short_lag_is_waited_out",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
     set.set_lag(1, LONG);
     set.set_lag(2, Duration::from_millis(300));
     let coll = breaths(&set.uri());
@@ -146,7 +160,12 @@ fn w_counts_members_and_a_short_lag_is_waited_out() {
 
 #[test]
 fn majority_reads_see_only_what_a_majority_holds() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "replication::majority_reads_see_only_what_a_majority_holds",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
     let committed = breath();
     coll.insert_one(&committed).run().expect("default majority");
@@ -171,7 +190,12 @@ fn majority_reads_see_only_what_a_majority_holds() {
 
 #[test]
 fn a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "replication::a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
     coll.insert_one(breath()).run().expect("warm-up");
     set.isolate(0);
@@ -234,7 +258,9 @@ fn a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern() {
 #[test]
 fn a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable() {
     for retryable in [false, true] {
-        let set = FakeReplicaSet::start();
+        let Some(set) = fake_only("replication::a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable", FAKE_ONLY) else {
+            return;
+        };
         breaths(&set.uri())
             .insert_one(breath())
             .run()
@@ -278,7 +304,12 @@ fn a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable(
 
 #[test]
 fn a_write_held_while_the_primary_steps_down_is_interrupted() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "replication::a_write_held_while_the_primary_steps_down_is_interrupted",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
     let coll = direct(&set, 0).database(DB).collection::<Document>(COLL);
     coll.insert_one(breath())
         .run()
@@ -301,7 +332,12 @@ fn a_write_held_while_the_primary_steps_down_is_interrupted() {
 
 #[test]
 fn only_a_member_a_majority_reaches_and_that_is_up_to_date_can_win() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "replication::only_a_member_a_majority_reaches_and_that_is_up_to_date_can_win",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
     set.set_lag(2, LONG);
     breaths(&set.uri())
         .insert_one(breath())
@@ -321,7 +357,12 @@ fn only_a_member_a_majority_reaches_and_that_is_up_to_date_can_win() {
 
 #[test]
 fn two_primaries_for_a_while_and_the_driver_follows_the_newer_term() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only(
+        "replication::two_primaries_for_a_while_and_the_driver_follows_the_newer_term",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
     let coll = breaths(&set.uri());
     coll.insert_one(breath()).run().expect("warm-up");
     set.isolate(0);
@@ -368,7 +409,9 @@ fn two_primaries_for_a_while_and_the_driver_follows_the_newer_term() {
 
 #[test]
 fn a_rejoining_primary_rolls_back_what_it_alone_acknowledged_and_its_retry_records() {
-    let set = FakeReplicaSet::start();
+    let Some(set) = fake_only("replication::a_rejoining_primary_rolls_back_what_it_alone_acknowledged_and_its_retry_records", FAKE_ONLY) else {
+        return;
+    };
     breaths(&set.uri())
         .insert_one(breath())
         .run()
