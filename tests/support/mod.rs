@@ -31,6 +31,8 @@
 
 // Runs the `mabel` binary for the end-to-end tests; separate from the fake itself.
 pub mod mabel;
+// The real driver, set up as the tests of the fake's replication use it.
+pub mod driver;
 // Spool files with a backlog in them, for the catch-up tests and benchmark.
 pub mod spool_file;
 // The fake or a real set behind one interface, and the real side of it.

@@ -1,78 +1,32 @@
-//! Checks the fake replica set's replication against the real `mongodb` driver: write
-//! concern, commit point, read concern, elections by term, partitions and rollback, so
-//! that tests of mabel built on them can trust what they show.
+//! Checks the fake's write concern and read concern against the real `mongodb` driver: a
+//! write waits for the members it asks for, times out keeping the write, fails with
+//! PrimarySteppedDown when its primary steps down, and a majority read sees only what a
+//! majority holds; so that tests of mabel built on them can trust what they show.
 
 mod support;
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bson::{doc, oid::ObjectId, Document};
+use bson::{doc, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
-use mongodb::sync::{Client, Collection};
 
+use support::driver::{
+    breath, breaths, client, direct, ids, majority_within, w1, wait_for, write_concern_code, COLL,
+    DB,
+};
 use support::target::fake_only;
-use support::FakeReplicaSet;
 
 /// Why these tests are skipped against a real set (`make test-real`).
-const FAKE_ONLY: &str = "checks the fake's own replication";
+const FAKE_ONLY: &str = "checks the fake's own write concern";
 
-const DB: &str = "mabel";
-const COLL: &str = "breaths";
 const LONG: Duration = Duration::from_secs(3600);
-
-fn client(uri: &str) -> Client {
-    Client::with_uri_str(uri).expect("client")
-}
-
-fn breaths(uri: &str) -> Collection<Document> {
-    client(uri).database(DB).collection(COLL)
-}
-
-/// A client that talks to `member` alone, whatever its role.
-fn direct(set: &FakeReplicaSet, member: usize) -> Client {
-    let uri = format!(
-        "mongodb://{}/?directConnection=true&retryWrites=false",
-        set.hosts()[member]
-    );
-    client(&uri)
-}
-
-fn breath() -> Document {
-    doc! { "_id": ObjectId::new() }
-}
-
-fn majority_within(ms: u64) -> WriteConcern {
-    WriteConcern::builder()
-        .w(Acknowledgment::Majority)
-        .w_timeout(Duration::from_millis(ms))
-        .build()
-}
-
-fn w1() -> WriteConcern {
-    WriteConcern::builder().w(Acknowledgment::Nodes(1)).build()
-}
-
-/// The `writeConcernError` code of an insert's error, if it has one.
-fn write_concern_code(err: &mongodb::error::Error) -> Option<i32> {
-    match &*err.kind {
-        ErrorKind::Write(WriteFailure::WriteConcernError(e)) => Some(e.code),
-        ErrorKind::InsertMany(e) => e.write_concern_error.as_ref().map(|e| e.code),
-        _ => None,
-    }
-}
-
-fn ids(docs: &[Document]) -> Vec<ObjectId> {
-    docs.iter()
-        .map(|d| d.get_object_id("_id").expect("an ObjectId _id"))
-        .collect()
-}
 
 #[test]
 fn majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write() {
     let Some(set) = fake_only(
-        "replication::majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write",
+        "write_concern::majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write",
         FAKE_ONLY,
     ) else {
         return;
@@ -130,7 +84,7 @@ fn majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write() {
 #[test]
 fn w_counts_members_and_a_short_lag_is_waited_out() {
     let Some(set) = fake_only(
-        "replication::w_counts_members_and_a_short_lag_is_waited_out",
+        "write_concern::w_counts_members_and_a_short_lag_is_waited_out",
         FAKE_ONLY,
     ) else {
         return;
@@ -161,7 +115,7 @@ fn w_counts_members_and_a_short_lag_is_waited_out() {
 #[test]
 fn majority_reads_see_only_what_a_majority_holds() {
     let Some(set) = fake_only(
-        "replication::majority_reads_see_only_what_a_majority_holds",
+        "write_concern::majority_reads_see_only_what_a_majority_holds",
         FAKE_ONLY,
     ) else {
         return;
@@ -191,7 +145,7 @@ fn majority_reads_see_only_what_a_majority_holds() {
 #[test]
 fn a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern() {
     let Some(set) = fake_only(
-        "replication::a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern",
+        "write_concern::a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern",
         FAKE_ONLY,
     ) else {
         return;
@@ -258,7 +212,7 @@ fn a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern() {
 #[test]
 fn a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable() {
     for retryable in [false, true] {
-        let Some(set) = fake_only("replication::a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable", FAKE_ONLY) else {
+        let Some(set) = fake_only("write_concern::a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable", FAKE_ONLY) else {
             return;
         };
         breaths(&set.uri())
@@ -305,7 +259,7 @@ fn a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable(
 #[test]
 fn a_write_held_while_the_primary_steps_down_is_interrupted() {
     let Some(set) = fake_only(
-        "replication::a_write_held_while_the_primary_steps_down_is_interrupted",
+        "write_concern::a_write_held_while_the_primary_steps_down_is_interrupted",
         FAKE_ONLY,
     ) else {
         return;
@@ -328,153 +282,4 @@ fn a_write_held_while_the_primary_steps_down_is_interrupted() {
         (11602, "InterruptedDueToReplStateChange")
     );
     assert_eq!(set.documents_on(0, DB, COLL).len(), 1);
-}
-
-#[test]
-fn only_a_member_a_majority_reaches_and_that_is_up_to_date_can_win() {
-    let Some(set) = fake_only(
-        "replication::only_a_member_a_majority_reaches_and_that_is_up_to_date_can_win",
-        FAKE_ONLY,
-    ) else {
-        return;
-    };
-    set.set_lag(2, LONG);
-    breaths(&set.uri())
-        .insert_one(breath())
-        .run()
-        .expect("0 and 1 hold it");
-    set.kill(0);
-    assert!(!set.can_elect(2), "1 is newer and refuses its vote");
-    assert!(set.can_elect(1));
-    set.elect(1);
-    assert_eq!(set.documents(DB, COLL).len(), 1);
-    assert!(set.documents_on(2, DB, COLL).is_empty());
-
-    set.revive(0);
-    set.isolate(0);
-    assert!(!set.can_elect(0), "alone it has one vote");
-}
-
-#[test]
-fn two_primaries_for_a_while_and_the_driver_follows_the_newer_term() {
-    let Some(set) = fake_only(
-        "replication::two_primaries_for_a_while_and_the_driver_follows_the_newer_term",
-        FAKE_ONLY,
-    ) else {
-        return;
-    };
-    let coll = breaths(&set.uri());
-    coll.insert_one(breath()).run().expect("warm-up");
-    set.isolate(0);
-    set.elect(1);
-
-    let hello = |member: usize| -> Document {
-        direct(&set, member)
-            .database("admin")
-            .run_command(doc! { "hello": 1 })
-            .run()
-            .expect("hello")
-    };
-    let (old, new) = (hello(0), hello(1));
-    assert_eq!(old.get_bool("isWritablePrimary"), Ok(true));
-    assert_eq!(new.get_bool("isWritablePrimary"), Ok(true));
-    let (old_id, new_id) = (
-        old.get_object_id("electionId").unwrap(),
-        new.get_object_id("electionId").unwrap(),
-    );
-    assert_eq!(&old_id.bytes()[..4], &[0x7f, 0xff, 0xff, 0xff]);
-    assert!(old_id < new_id, "{old_id} {new_id}");
-    assert_eq!(old.get_i32("setVersion"), Ok(1));
-
-    // The client that knew 0 as primary drops it once its heartbeats meet the newer term;
-    // until then a write may still reach 0 and time out there.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let doc = loop {
-        let doc = breath();
-        match coll
-            .insert_one(&doc)
-            .write_concern(majority_within(500))
-            .run()
-        {
-            Ok(_) => break doc,
-            Err(err) if write_concern_code(&err) == Some(64) => {}
-            Err(err) => panic!("{err:?}"),
-        }
-        assert!(Instant::now() < deadline, "the driver never left member 0");
-    };
-    let id = doc.get_object_id("_id").unwrap();
-    assert!(ids(&set.committed(DB, COLL)).contains(&id));
-    assert!(!ids(&set.documents_on(0, DB, COLL)).contains(&id));
-}
-
-#[test]
-fn a_rejoining_primary_rolls_back_what_it_alone_acknowledged_and_its_retry_records() {
-    let Some(set) = fake_only("replication::a_rejoining_primary_rolls_back_what_it_alone_acknowledged_and_its_retry_records", FAKE_ONLY) else {
-        return;
-    };
-    breaths(&set.uri())
-        .insert_one(breath())
-        .run()
-        .expect("warm-up");
-    set.isolate(0);
-
-    // A retryable w: 1 write acknowledged by the cut-off primary alone.
-    let client = client(&set.uri());
-    let mut session = client.start_session().run().expect("session");
-    let lost = breath();
-    let command = doc! {
-        "insert": COLL,
-        "documents": [lost.clone()],
-        "txnNumber": 7_i64,
-        "writeConcern": { "w": 1 },
-    };
-    let reply = client
-        .database(DB)
-        .run_command(command.clone())
-        .session(&mut session)
-        .run()
-        .expect("acknowledged");
-    assert_eq!(reply.get_i32("n"), Ok(1));
-
-    set.elect(1);
-    set.heal();
-    assert_eq!(
-        ids(&set.rolled_back(DB, COLL)),
-        ids(std::slice::from_ref(&lost))
-    );
-    for member in 0..3 {
-        assert_eq!(
-            set.documents_on(member, DB, COLL).len(),
-            1,
-            "member {member}"
-        );
-    }
-
-    // The record of txnNumber 7 left with the write: the same command on the new primary
-    // executes it afresh rather than answering it as a retry. The first try may still meet
-    // member 0, now a secondary, which refuses it and so points the driver to member 1.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let reply = loop {
-        let sent = client
-            .database(DB)
-            .run_command(command.clone())
-            .session(&mut session)
-            .run();
-        match sent {
-            Ok(reply) => break reply,
-            Err(err) if Instant::now() < deadline => eprintln!("retrying after {err}"),
-            Err(err) => panic!("{err:?}"),
-        }
-    };
-    assert_eq!(reply.get_i32("n"), Ok(1));
-    assert!(!reply.contains_key("retriedStmtIds"), "{reply}");
-    assert_eq!(set.committed(DB, COLL).len(), 2);
-}
-
-fn wait_for(done: impl Fn() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "waited 10 s for {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
 }
