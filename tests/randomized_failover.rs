@@ -9,22 +9,29 @@
 //! The driver's own retry is on or off at random (`retryWrites`), so that both its retry and
 //! mabel's (with its duplicate-key proof of an earlier attempt) meet the failures.
 //!
-//! Like a real three-member set, at most one member is down or hung at a time, so a majority
-//! could always elect a primary; one is elected after each fault that leaves none.
+//! Like a real three-member set, at most one member is down, hung or cut off at a time, so a
+//! majority could always elect a primary; one is elected after each fault that leaves none,
+//! and after each partition of the primary, which may first notice it is alone or go on
+//! acting as primary until the partition heals. One secondary at a time may lag.
+//!
+//! With the defaults nothing is lost. A second test runs the same kind of schedule with
+//! `--write-concern 1`: the breaths a cut-off primary acknowledged are rolled back when it
+//! rejoins, and the audit counts them lost.
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bson::oid::ObjectId;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use support::mabel::{assert_stored_exactly_once, Mabel};
+use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
 use support::target::fake_only;
 use support::FakeReplicaSet;
 
@@ -38,6 +45,8 @@ const SCHEDULE: &[(Fault, usize)] = &[
     (Fault::FailWrite, 3),
     (Fault::KillSecondary, 3),
     (Fault::HangPrimary, 2),
+    (Fault::Partition, 3),
+    (Fault::Lag, 3),
 ];
 /// Retryable codes a primary may answer a write with: not writable primary, interrupted by
 /// a state change, shutting down, stepped down.
@@ -52,6 +61,10 @@ enum Fault {
     FailWrite,
     KillSecondary,
     HangPrimary,
+    /// The primary is cut off from the others, who elect one of their own.
+    Partition,
+    /// A secondary copies each write a while after the primary wrote it.
+    Lag,
 }
 
 impl Fault {
@@ -59,16 +72,39 @@ impl Fault {
     fn takes_a_member(self) -> bool {
         matches!(
             self,
-            Fault::KillPrimary | Fault::CrashAfterWrite | Fault::KillSecondary | Fault::HangPrimary
+            Fault::KillPrimary
+                | Fault::CrashAfterWrite
+                | Fault::KillSecondary
+                | Fault::HangPrimary
+                | Fault::Partition
         )
     }
 }
 
-/// A member taken away, and when it comes back.
+/// A member taken away, how, and when it comes back.
 struct Away {
     member: usize,
-    hung: bool,
+    how: How,
     until: Instant,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum How {
+    Killed,
+    Hung,
+    CutOff,
+}
+
+/// What a run did, for the assertions and the figures.
+struct Run {
+    seed: u64,
+    retry_writes: bool,
+    set: FakeReplicaSet,
+    outcome: Outcome,
+    injected: BTreeMap<Fault, usize>,
+    elapsed: Duration,
+    report: Value,
+    audit_code: Option<i32>,
 }
 
 /// Prints the seed if the test fails, so the schedule can be replayed.
@@ -92,12 +128,72 @@ fn say(line: &str) {
 
 #[test]
 fn random_failures_lose_nothing_and_double_nothing() {
+    let test = "randomized_failover::random_failures_lose_nothing_and_double_nothing";
+    let Some(run) = run(test, &[]) else {
+        return;
+    };
+    let outcome = &run.outcome;
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    let written = outcome.confirmed();
+    assert_eq!(written.len(), BREATHS);
+    assert_stored_exactly_once(outcome, &run.set.committed("mabel", "breaths"));
+    assert_eq!(run.audit_code, Some(0), "{}", run.report);
+    assert_eq!(run.report["lost"], 0);
+    assert_eq!(run.report["doubled"], 0);
+    assert_eq!(run.report["foreign"], 0);
+    assert_eq!(run.report["breaths"], written.len());
+    assert_eq!(run.report["documents"], written.len());
+    assert!(run.injected.values().sum::<usize>() >= 20);
+}
+
+#[test]
+fn with_w1_partitions_lose_breaths_and_the_audit_counts_them() {
+    let test = "randomized_failover::with_w1_partitions_lose_breaths_and_the_audit_counts_them";
+    let Some(run) = run(test, &["--write-concern", "1"]) else {
+        return;
+    };
+    let outcome = &run.outcome;
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    let confirmed: Vec<ObjectId> = outcome.confirmed().iter().map(|c| c.id).collect();
+    let stored = run.set.committed("mabel", "breaths");
+    let stored_ids: HashSet<ObjectId> = stored
+        .iter()
+        .map(|d| d.get_object_id("_id").expect("an ObjectId _id"))
+        .collect();
+    let lost: Vec<ObjectId> = confirmed
+        .iter()
+        .copied()
+        .filter(|id| !stored_ids.contains(id))
+        .collect();
+    let rolled_back: HashSet<ObjectId> = run
+        .set
+        .rolled_back("mabel", "breaths")
+        .iter()
+        .map(|d| d.get_object_id("_id").expect("an ObjectId _id"))
+        .collect();
+    assert!(!lost.is_empty(), "w: 1 lost nothing through partitions");
+    assert!(
+        lost.iter().all(|id| rolled_back.contains(id)),
+        "every breath lost was rolled back"
+    );
+    // The audit sees a breath lost once a later one is stored; mabel's ids grow.
+    let last_stored = stored_ids.iter().max().copied();
+    let seen = lost.iter().filter(|&&id| Some(id) < last_stored).count();
+    assert!(seen > 0);
+    assert_eq!(run.audit_code, Some(1), "{}", run.report);
+    assert_eq!(run.report["lost"], seen);
+    assert_eq!(run.report["doubled"], 0);
+}
+
+/// Runs mabel with `args` through a random schedule of faults and audits what is stored;
+/// `None` against a real set, where `test` is skipped.
+fn run(test: &str, args: &[&str]) -> Option<Run> {
     let seed = match std::env::var("MABEL_CHAOS_SEED") {
         Ok(seed) => seed.parse().expect("MABEL_CHAOS_SEED is a number"),
         Err(_) => rand::random(),
     };
     let _replay = Replay(seed);
-    say(&format!("randomized failover: seed {seed}"));
+    say(&format!("randomized failover {args:?}: seed {seed}"));
     let mut rng = StdRng::seed_from_u64(seed);
     let mut faults: Vec<Fault> = SCHEDULE
         .iter()
@@ -106,15 +202,12 @@ fn random_failures_lose_nothing_and_double_nothing() {
     faults.shuffle(&mut rng);
 
     let retry_writes = rng.gen_bool(0.5);
-    let Some(set) = fake_only(
-        "randomized_failover::random_failures_lose_nothing_and_double_nothing",
-        "kills, hangs and elects members at chosen moments",
-    ) else {
-        return;
-    };
+    let reason = "kills, hangs, cuts off and elects members at chosen moments";
+    let set = fake_only(test, reason)?;
     let uri = format!("{}&retryWrites={retry_writes}", set.uri());
     let count = BREATHS.to_string();
-    let mut mabel = Mabel::start(&uri, &["run", "--interval", "0.02", "--count", &count]);
+    let mabel_args = [&["run", "--interval", "0.02", "--count", &count][..], args].concat();
+    let mut mabel = Mabel::start(&uri, &mabel_args);
     let began = Instant::now();
     let mut confirmed = 5;
     mabel.wait_for_breaths(confirmed, Duration::from_secs(30));
@@ -132,14 +225,17 @@ fn random_failures_lose_nothing_and_double_nothing() {
         let others: Vec<usize> = (0..3).filter(|&m| m != primary).collect();
         let pause = Duration::from_millis(rng.gen_range(0..1000));
         let back = Instant::now() + Duration::from_millis(rng.gen_range(500..3000));
+        let mut gone = |member, how| {
+            away = Some(Away {
+                member,
+                how,
+                until: back,
+            })
+        };
         match fault {
             Fault::KillPrimary => {
                 set.kill(primary);
-                away = Some(Away {
-                    member: primary,
-                    hung: false,
-                    until: back,
-                });
+                gone(primary, How::Killed);
             }
             Fault::StepDown => set.step_down(),
             Fault::CrashAfterWrite => {
@@ -148,42 +244,49 @@ fn random_failures_lose_nothing_and_double_nothing() {
                     || set.primary().is_none(),
                     "the primary to crash on a write",
                 );
-                away = Some(Away {
-                    member: primary,
-                    hung: false,
-                    until: back,
-                });
+                gone(primary, How::Killed);
             }
             Fault::DropReply => set.drop_next_reply(),
             Fault::FailWrite => set.fail_next_write(*CODES.choose(&mut rng).unwrap()),
             Fault::KillSecondary => {
                 let member = *others.choose(&mut rng).unwrap();
                 set.kill(member);
-                away = Some(Away {
-                    member,
-                    hung: false,
-                    until: back,
-                });
+                gone(member, How::Killed);
             }
             Fault::HangPrimary => {
                 set.hang(primary);
                 set.step_down();
-                away = Some(Away {
-                    member: primary,
-                    hung: true,
-                    until: back,
-                });
+                gone(primary, How::Hung);
+            }
+            Fault::Partition => {
+                set.isolate(primary);
+                // Long enough alone for a breath or more to reach it.
+                thread::sleep(Duration::from_millis(rng.gen_range(200..800)));
+                if rng.gen_bool(0.5) {
+                    set.notice_isolation(primary);
+                    elect_one_of(&set, &others, &mut rng);
+                    gone(primary, How::CutOff);
+                } else {
+                    // Two primaries, until the partition heals: sooner than the old one
+                    // would notice, which a breath waiting there cannot outlast.
+                    elect_one_of(&set, &others, &mut rng);
+                    thread::sleep(Duration::from_millis(rng.gen_range(0..1000)));
+                    set.heal();
+                }
+            }
+            Fault::Lag => {
+                let member = *others.choose(&mut rng).unwrap();
+                let other = others.iter().copied().find(|&m| m != member).unwrap();
+                set.set_lag(other, Duration::ZERO);
+                set.set_lag(member, Duration::from_millis(rng.gen_range(20..200)));
             }
         }
         *injected.entry(fault).or_default() += 1;
         if set.primary().is_none() {
             thread::sleep(pause);
-            let eligible: Vec<usize> = others
-                .iter()
-                .copied()
-                .filter(|&m| away.as_ref().is_none_or(|a| a.member != m))
-                .collect();
-            set.elect(*eligible.choose(&mut rng).unwrap());
+            let away_member = away.as_ref().map(|a| a.member);
+            let eligible: Vec<usize> = (0..3).filter(|&m| Some(m) != away_member).collect();
+            elect_one_of(&set, &eligible, &mut rng);
         }
         confirmed = (confirmed + rng.gen_range(4..=12)).min(BREATHS);
         mabel.wait_for_breaths(confirmed, Duration::from_secs(60));
@@ -191,11 +294,12 @@ fn random_failures_lose_nothing_and_double_nothing() {
     bring_back(&set, away.take());
     let outcome = mabel.finish(Duration::from_secs(90));
     let elapsed = began.elapsed();
-
-    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
-    let written = outcome.confirmed();
-    assert_eq!(written.len(), BREATHS);
-    assert_stored_exactly_once(&outcome, &set.documents("mabel", "breaths"));
+    // The audit reads "majority" from the primary if it knows one yet, else from a
+    // secondary, and its two passes may go to different members: with a secondary still
+    // lagging, they would see two commit points.
+    for member in 0..3 {
+        set.set_lag(member, Duration::ZERO);
+    }
 
     let audit = support::mabel::command()
         .args(["audit", "--json", "--uri", &set.uri()])
@@ -203,42 +307,70 @@ fn random_failures_lose_nothing_and_double_nothing() {
         .expect("mabel audit runs");
     let stdout = String::from_utf8_lossy(&audit.stdout);
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    let incidents = outcome
-        .stdout
-        .iter()
-        .filter(|l| l.starts_with("incident: "))
-        .count();
-    let already = written.iter().filter(|c| c.already_written).count();
-    let total: usize = injected.values().sum();
-    say(&format!(
-        "randomized failover: seed {seed}, retryWrites={retry_writes}, \
-         {total} failures injected {injected:?}, \
-         {} breaths written in {:.1} s, {incidents} incidents, {already} already written; \
-         audit: {} breaths, {} lost, {} doubled, {} foreign",
-        written.len(),
-        elapsed.as_secs_f64(),
-        report["breaths"],
-        report["lost"],
-        report["doubled"],
-        report["foreign"],
-    ));
-    assert_eq!(audit.status.code(), Some(0), "{report}");
-    assert_eq!(report["lost"], 0);
-    assert_eq!(report["doubled"], 0);
-    assert_eq!(report["foreign"], 0);
-    assert_eq!(report["breaths"], written.len());
-    assert_eq!(report["documents"], written.len());
-    assert!(total >= 20);
+    let run = Run {
+        seed,
+        retry_writes,
+        set,
+        outcome,
+        injected,
+        elapsed,
+        report,
+        audit_code: audit.status.code(),
+    };
+    run.say_figures(args);
+    Some(run)
 }
 
-/// Revives or unhangs the member that is away, if one is.
+impl Run {
+    fn say_figures(&self, args: &[&str]) {
+        let written = self.outcome.confirmed();
+        let incidents = self
+            .outcome
+            .stdout
+            .iter()
+            .filter(|l| l.starts_with("incident: "))
+            .count();
+        let already = written.iter().filter(|c| c.already_written).count();
+        let total: usize = self.injected.values().sum();
+        let report = &self.report;
+        say(&format!(
+            "randomized failover {args:?}: seed {}, retryWrites={}, \
+             {total} failures injected {:?}, \
+             {} breaths written in {:.1} s, {incidents} incidents, {already} already written, \
+             {} rolled back; audit: {} breaths, {} lost, {} doubled, {} foreign",
+            self.seed,
+            self.retry_writes,
+            self.injected,
+            written.len(),
+            self.elapsed.as_secs_f64(),
+            self.set.rolled_back("mabel", "breaths").len(),
+            report["breaths"],
+            report["lost"],
+            report["doubled"],
+            report["foreign"],
+        ));
+    }
+}
+
+/// Elects one of `candidates` that can win: with a lagging member, not every one can.
+fn elect_one_of(set: &FakeReplicaSet, candidates: &[usize], rng: &mut StdRng) {
+    let winners: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&m| set.can_elect(m))
+        .collect();
+    let winner = *winners.choose(rng).expect("a member that can win");
+    set.elect(winner);
+}
+
+/// Revives, unhangs or reconnects the member that is away, if one is.
 fn bring_back(set: &FakeReplicaSet, away: Option<Away>) {
-    match away {
-        Some(Away {
-            member, hung: true, ..
-        }) => set.unhang(member),
-        Some(Away { member, .. }) => set.revive(member),
-        None => {}
+    if let Some(Away { member, how, .. }) = away {
+        match how {
+            How::Killed => set.revive(member),
+            How::Hung => set.unhang(member),
+            How::CutOff => set.heal(),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! - **mabel**: the release binary with its defaults and `--interval 0.1`. A breath counts as
 //!   confirmed when its `wrote` line is read from mabel's stdout.
 //! - **seed**: the seed's final loop, written here with the same driver: the `_id` made on the
-//!   client, `retryWrites=false`, every error PyMongo raises as `AutoReconnect` (network,
+//!   client, `w: 1` (the seed's `safe=True`), `retryWrites=false`, every error PyMongo raises as `AutoReconnect` (network,
 //!   pool cleared, no server selected, not primary, node recovering) followed by a 5 s sleep
 //!   and another try, up to 60 tries; a duplicate key counts as written. Every other client
 //!   option is the driver's default.
@@ -44,6 +44,11 @@
 //!   heartbeats only after 10-12 s; electing early isolates what the client controls, how long
 //!   it stays stuck on the silent member once a new primary is there. The target for this
 //!   scenario is the stall.
+//! - partition: member 0 is cut off from the other members while the writers still reach
+//!   it; election 10 s later (`electionTimeoutMillis`), and member 0 notices it is alone
+//!   0-0.5 s after that and steps down (its own 10 s liveness timeout, started at about the
+//!   same time). When the writer stops the partition heals and member 0 rolls back what only
+//!   it had: the writes it acknowledged with `w: 1` are lost.
 //!
 //! The repetitions run in concurrent lanes, each with its own fake, pulling jobs from one
 //! queue in which the writers alternate; the writers mostly wait, and the report gives the
@@ -91,6 +96,7 @@ enum Fault {
     StepDown,
     CrashAfterWrite,
     Hang,
+    Partition,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -102,7 +108,7 @@ struct Scenario {
     spread: Duration,
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "kill, election after 3 s",
         fault: Fault::Kill,
@@ -132,6 +138,12 @@ const SCENARIOS: [Scenario; 5] = [
         fault: Fault::Hang,
         election: Duration::from_secs(1),
         spread: DEFAULT_HEARTBEAT,
+    },
+    Scenario {
+        name: "partition, election after 10 s",
+        fault: Fault::Partition,
+        election: Duration::from_secs(10),
+        spread: JITTER,
     },
 ];
 
@@ -311,6 +323,10 @@ fn run(job: Job) -> Rep {
         rep.oversleep = elected.saturating_duration_since(failure + election);
         rep.outage = elected - failure;
         set.elect(1);
+        if scenario.fault == Fault::Partition {
+            thread::sleep(JITTER.mul_f64(rand::random()));
+            set.notice_isolation(0);
+        }
         let recovered = wait_for(&rx, &mut events, elected + RECOVERY_LIMIT, |events, _| {
             wrote_since(events, elected).count() >= AFTER
         });
@@ -330,6 +346,9 @@ fn run(job: Job) -> Rep {
         rep.note.get_or_insert(problem);
     }
     events.extend(rx.try_iter());
+    if scenario.fault == Fault::Partition {
+        set.heal();
+    }
 
     if first {
         let confirmed: Vec<Instant> = events
@@ -371,6 +390,7 @@ fn break_set(set: &FakeReplicaSet, fault: Fault) -> Option<Instant> {
         Fault::Kill => set.kill(0),
         Fault::StepDown => set.step_down(),
         Fault::Hang => set.hang(0),
+        Fault::Partition => set.isolate(0),
         Fault::CrashAfterWrite => {
             set.crash_after_next_write();
             let limit = Instant::now() + Duration::from_secs(5);

@@ -92,7 +92,8 @@ pub fn start(writer: Writer, uri: &str, tx: Sender<Event>) -> Running {
         Writer::Mabel => start_mabel(uri, tx),
         Writer::Seed | Writer::Bare => {
             let uri = match writer {
-                Writer::Seed => format!("{uri}&retryWrites=false"),
+                // `safe=True`: acknowledged by the primary alone.
+                Writer::Seed => format!("{uri}&retryWrites=false&w=1"),
                 _ => uri.to_string(),
             };
             let stop = Arc::new(AtomicBool::new(false));

@@ -1,5 +1,5 @@
 //! The state of the whole fake set behind one lock: who is up, hung or primary, the current
-//! term, the shared data and the faults armed for the next write.
+//! term, each member's data and oplog, and the faults armed for the next write.
 //!
 //! One lock keeps every command atomic with respect to failover: a write is applied on the
 //! member that is primary at that instant or not at all.
@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bson::{oid::ObjectId, Timestamp};
 
 use super::cursor::Cursors;
+use super::election::election_id;
 use super::failpoint::FailPoints;
-use super::store::Store;
+use super::replication::{Replica, RolledBack};
 
 pub const SET_NAME: &str = "rs0";
 
@@ -23,8 +24,9 @@ pub struct Shared {
     /// What every member answers as `setName`.
     pub set_name: String,
     state: Mutex<State>,
-    /// Signalled whenever a member is unhung, killed, or the set shuts down, so threads
-    /// parked on a hung member or a delayed election re-check.
+    /// Signalled whenever a member is unhung, killed, elected or steps down, replication
+    /// moves, or the set shuts down, so threads parked on a hung member, a write concern or
+    /// a delayed election re-check.
     pub changed: Condvar,
     /// Every thread the set started, joined on drop.
     pub threads: Mutex<Vec<JoinHandle<()>>>,
@@ -33,10 +35,12 @@ pub struct Shared {
 
 pub struct State {
     pub members: Vec<Member>,
+    /// The primary of the newest term. A member cut off before that election may still act
+    /// as primary of an earlier one (`Replica::stale_term`).
     pub primary: Option<usize>,
-    /// The election term; the primary's electionId is derived from it.
+    /// The newest election term; the primary's electionId is derived from it.
     pub term: i64,
-    pub store: Store,
+    pub rolled_back: RolledBack,
     pub faults: Faults,
     pub insert_count: u64,
     /// How much later than it applies an insert the primary answers it: see
@@ -59,6 +63,7 @@ pub struct Member {
     pub sockets: HashMap<u64, TcpStream>,
     pub listener: Option<Listener>,
     pub cursors: Cursors,
+    pub replica: Replica,
     /// `configureFailPoint` state; a restart clears it.
     pub fail_points: FailPoints,
     /// Set by `replSetFreeze` and `replSetStepDown`: no standing for election until then.
@@ -91,6 +96,7 @@ impl Shared {
                 sockets: HashMap::new(),
                 listener: None,
                 cursors: Cursors::default(),
+                replica: Replica::default(),
                 fail_points: FailPoints::default(),
                 frozen_until: None,
             })
@@ -101,7 +107,7 @@ impl Shared {
                 members,
                 primary: Some(0),
                 term: 1,
-                store: Store::default(),
+                rolled_back: RolledBack::default(),
                 faults: Faults::default(),
                 insert_count: 0,
                 write_latency: Duration::ZERO,
@@ -143,20 +149,25 @@ impl Shared {
         threads.push(thread);
     }
 
-    /// Makes `member` primary in a new term; any other primary steps down. A member that
-    /// is down cannot win, so this returns false and changes nothing.
-    pub fn elect(&self, member: usize) -> bool {
-        let mut state = self.lock();
-        if !state.members[member].up {
-            return false;
+    /// Lets replication catch up with the clock (see `replication`), waking whoever waits
+    /// on it if anything moved.
+    pub fn settle(&self, state: &mut State) {
+        if state.replicate() {
+            self.changed.notify_all();
         }
-        state.term += 1;
-        state.primary = Some(member);
-        true
+    }
+
+    /// Makes `member` primary in a new term if it can win (see `election`); returns whether
+    /// it did.
+    pub fn elect(&self, member: usize) -> bool {
+        let elected = self.lock().elect(member);
+        self.changed.notify_all();
+        elected
     }
 
     pub fn step_down(&self) {
         self.lock().primary = None;
+        self.changed.notify_all();
     }
 
     /// Elects `member` after `delay` from a background thread, unless the set is dropped first.
@@ -177,7 +188,7 @@ impl Shared {
             }
             drop(state);
             if !shared.elect(member) {
-                eprintln!("fake replica set: member {member} is down, elect_after did nothing");
+                eprintln!("fake replica set: member {member} cannot win, elect_after did nothing");
             }
         });
         self.track(thread);
@@ -193,12 +204,9 @@ impl State {
         self.members.iter().map(|m| m.host.clone()).collect()
     }
 
-    /// As on a real primary: 0x7fffffff followed by the term.
+    /// The electionId of the primary of the newest term.
     pub fn election_id(&self) -> ObjectId {
-        let mut bytes = [0u8; 12];
-        bytes[..4].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
-        bytes[4..].copy_from_slice(&self.term.to_be_bytes());
-        ObjectId::from_bytes(bytes)
+        election_id(self.term)
     }
 
     pub fn next_connection_id(&mut self) -> i32 {

@@ -6,22 +6,27 @@
 //! `replSetStepDown` and `replSetFreeze` (`stepdown.rs`).
 //! Every other command gets CommandNotFound, which a real server would not say for real
 //! commands such as `aggregate`, `count`, `update` or `delete`.
-//! `readConcern`, `writeConcern`, `maxTimeMS`, `comment` and `hint` are accepted and ignored.
+//! `readConcern` is honoured by `find` ("majority" reads at the member's commit point,
+//! anything else reads all it holds) and `writeConcern` by `insert` (see `write_concern`);
+//! `maxTimeMS`, `comment` and `hint` are accepted and ignored.
 
 use std::sync::Arc;
 use std::sync::MutexGuard;
 use std::time::Duration;
 
-use bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document, RawDocumentBuf};
+use bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document, RawDocumentBuf, Timestamp};
 
 use super::cluster::{Shared, State};
+use super::election::election_id;
 use super::errors;
 use super::fail_command;
 use super::failpoint;
+use super::oplog::OpTime;
 use super::query::{to_bson, Query};
 use super::stepdown;
-use super::store::{encode, History};
+use super::store::encode;
 use super::wire::{Request, MAX_MESSAGE_SIZE};
+use super::write_concern::{self, Concern, Unmet};
 
 /// What the connection thread does after a command.
 pub enum Outcome {
@@ -48,6 +53,8 @@ pub fn handle(
         state.insert_count += 1;
     }
     // A hung member has read the request and never answers it.
+    let term_when_read = state.writable_term(member);
+    let mut held = false;
     loop {
         if !is_current(&state, member, incarnation) {
             return Outcome::Gone;
@@ -55,10 +62,21 @@ pub fn handle(
         if !state.members[member].hung {
             break;
         }
+        held = true;
         state = shared.wait(state, Duration::from_secs(1));
     }
+    shared.settle(&mut state);
+    // A write the primary was holding when it stepped down is killed with it
+    // (`jstests/replsets/stepdown_kill_other_ops.js`).
+    let writes = matches!(name.as_str(), "insert" | "createIndexes");
+    if held && writes && term_when_read.is_some() && state.writable_term(member) != term_when_read {
+        let retryable = request.body.get_i64("txnNumber").is_ok();
+        let message = "operation was interrupted because of a replication state change";
+        let reply = errors::command_error(11602, message, retryable);
+        return Outcome::Reply(finish(&state, raw(reply)));
+    }
     if shared.log {
-        let role = if state.primary == Some(member) {
+        let role = if state.writable_term(member).is_some() {
             "primary"
         } else {
             "secondary"
@@ -81,7 +99,7 @@ pub fn handle(
             hello(&state, &shared.set_name, member, connection_id, request)
         }
         "insert" => {
-            let outcome = insert(state, member, request);
+            let outcome = insert(shared, state, member, incarnation, request);
             return fail_command::after_write(shared, member, request, &passed, outcome);
         }
         "find" => return find(shared, state, member, incarnation, request),
@@ -103,7 +121,7 @@ pub fn handle(
     Outcome::Reply(finish(&state, reply))
 }
 
-fn is_current(state: &State, member: usize, incarnation: u64) -> bool {
+pub fn is_current(state: &State, member: usize, incarnation: u64) -> bool {
     let m = &state.members[member];
     !state.shutting_down && m.up && m.incarnation == incarnation
 }
@@ -116,7 +134,9 @@ fn is_current(state: &State, member: usize, incarnation: u64) -> bool {
 /// carry no `topologyVersion` either.
 ///
 /// A real secondary keeps naming a crashed primary in `primary` until an election timeout
-/// passes; here `primary` disappears the moment the primary is killed or steps down.
+/// passes; here `primary` disappears the moment the primary is killed or steps down. Every
+/// member but a stale primary names the primary of the newest term; a stale one names
+/// itself, with the electionId of its own term.
 fn hello(
     state: &State,
     set_name: &str,
@@ -124,7 +144,8 @@ fn hello(
     connection_id: i32,
     request: &Request,
 ) -> RawDocumentBuf {
-    let is_primary = state.primary == Some(member);
+    let term = state.writable_term(member);
+    let is_primary = term.is_some();
     let mut reply = doc! { "hosts": state.hosts(), "setName": set_name, "setVersion": 1 };
     if request.name() == "hello" {
         reply.insert("isWritablePrimary", is_primary);
@@ -132,22 +153,28 @@ fn hello(
         reply.insert("ismaster", is_primary);
     }
     reply.insert("secondary", !is_primary);
-    if let Some(primary) = state.primary {
+    let primary = if is_primary {
+        Some(member)
+    } else {
+        state.primary
+    };
+    if let Some(primary) = primary {
         reply.insert("primary", state.host(primary));
     }
     reply.insert("me", state.host(member));
-    if is_primary {
-        reply.insert("electionId", state.election_id());
+    if let Some(term) = term {
+        reply.insert("electionId", election_id(term));
     }
-    let op_time = doc! { "ts": state.last_op(), "t": state.term };
-    let write_date = DateTime::from_millis(i64::from(state.last_op().time) * 1000);
+    let replica = state.replica(member);
+    let (last_op_time, write_date) = op_time(replica.last());
+    let (majority_op_time, majority_write_date) = op_time(replica.commit_point());
     reply.insert(
         "lastWrite",
         doc! {
-            "opTime": op_time.clone(),
+            "opTime": last_op_time,
             "lastWriteDate": write_date,
-            "majorityOpTime": op_time,
-            "majorityWriteDate": write_date,
+            "majorityOpTime": majority_op_time,
+            "majorityWriteDate": majority_write_date,
         },
     );
     if request.body.get_bool("helloOk") == Ok(true) {
@@ -166,18 +193,24 @@ fn hello(
     raw(reply)
 }
 
-/// `insert`, with the retryable-write history and the armed faults.
-fn insert(mut state: MutexGuard<'_, State>, member: usize, request: &Request) -> Outcome {
+/// `insert`, with the retryable-write history, the armed faults and the write concern.
+fn insert(
+    shared: &Shared,
+    mut state: MutexGuard<'_, State>,
+    member: usize,
+    incarnation: u64,
+    request: &Request,
+) -> Outcome {
     let txn_number = request.body.get_i64("txnNumber").ok();
     let done = |state: &State, reply: Document| Outcome::Reply(finish(state, raw(reply)));
-    if state.primary != Some(member) {
+    let Some(term) = state.writable_term(member) else {
         // An unacknowledged (w: 0) write cannot be refused with a reply, so a server that
         // is not primary closes the connection instead.
         if request.more_to_come {
             return Outcome::HangUp;
         }
         return done(&state, errors::not_primary(txn_number.is_some()));
-    }
+    };
     let Some(ns) = namespace(request, "insert") else {
         return done(&state, errors::invalid_namespace());
     };
@@ -196,45 +229,30 @@ fn insert(mut state: MutexGuard<'_, State>, member: usize, request: &Request) ->
     }
 
     let session = lsid(&request.body).zip(txn_number);
-    let reply = match session
-        .as_ref()
-        .map(|(lsid, txn)| state.store.history(lsid, *txn))
-    {
-        Some(History::Executed(mut reply)) => {
-            // The server reports which statements it did not execute again.
-            let n = reply.get_i32("n").unwrap_or(0);
-            reply.insert("retriedStmtIds", (0..n).collect::<Vec<i32>>());
-            reply
-        }
-        Some(History::TooOld { newest }) => {
-            let txn = txn_number.unwrap_or_default();
-            let message = format!(
-                "Retryable write with txnNumber {txn} is prohibited on session because a newer \
-                 retryable write with txnNumber {newest} has already started on this session."
-            );
-            return done(&state, errors::command_error(225, &message, false));
-        }
-        Some(History::New) | None => {
-            let mut reply = state.store.insert_batch(&ns, docs, ordered);
-            reply.insert("ok", 1.0);
-            if reply.get_i32("n").unwrap_or(0) > 0 {
-                state.tick();
-            }
-            if let Some((lsid, txn)) = session {
-                state.store.remember(lsid, txn, reply.clone());
-            }
-            reply
-        }
+    let mut reply = match state.insert(member, term, &ns, docs, ordered, session) {
+        Ok(reply) => reply,
+        Err(refusal) => return done(&state, refusal),
     };
+    shared.settle(&mut state);
 
     let faults = &mut state.faults;
     if std::mem::take(&mut faults.crash_after_next_write) {
-        Outcome::Crash
-    } else if std::mem::take(&mut faults.drop_next_reply) {
-        Outcome::HangUp
-    } else {
-        done(&state, reply)
+        return Outcome::Crash;
     }
+    if std::mem::take(&mut faults.drop_next_reply) {
+        return Outcome::HangUp;
+    }
+    let concern = Concern::of(&request.body);
+    let alive = |state: &State| is_current(state, member, incarnation);
+    let (state, waited) = write_concern::wait(shared, state, member, term, &concern, alive);
+    match waited {
+        Ok(()) => {}
+        Err(Unmet::Gone) => return Outcome::Gone,
+        Err(Unmet::Error(error)) => {
+            errors::add_write_concern_error(&mut reply, error, txn_number.is_some())
+        }
+    }
+    done(&state, reply)
 }
 
 /// `find`. The query runs outside the lock on a snapshot, so a big sort does not stall
@@ -257,7 +275,12 @@ fn find(
         Ok(query) => query,
         Err((code, message)) => return done(&state, errors::command_error(code, &message, false)),
     };
-    let snapshot = state.store.snapshot(&ns);
+    let majority = request
+        .body
+        .get_document("readConcern")
+        .and_then(|rc| rc.get_str("level"))
+        == Ok("majority");
+    let snapshot = state.replica(member).read(&ns, majority);
     drop(state);
 
     let results = query.run(snapshot);
@@ -323,7 +346,7 @@ fn list_indexes(state: &mut State, member: usize, request: &Request) -> RawDocum
     let Some(ns) = namespace(request, "listIndexes") else {
         return raw(errors::invalid_namespace());
     };
-    let Some(indexes) = state.store.indexes(&ns) else {
+    let Some(indexes) = state.replica(member).store.indexes(&ns) else {
         return raw(errors::command_error(
             26,
             &format!("ns does not exist: {ns}"),
@@ -349,13 +372,13 @@ fn list_indexes(state: &mut State, member: usize, request: &Request) -> RawDocum
 /// with the default commit quorum `"votingMembers"` and says so in every reply; when every
 /// index already exists it returns early, without `createdCollectionAutomatically`.
 fn create_indexes(state: &mut State, member: usize, request: &Request) -> RawDocumentBuf {
-    if state.primary != Some(member) {
+    let Some(term) = state.writable_term(member) else {
         return raw(errors::not_primary(false));
-    }
+    };
     let Some(ns) = namespace(request, "createIndexes") else {
         return raw(errors::invalid_namespace());
     };
-    let existed = state.store.indexes(&ns).map(<[_]>::len);
+    let existed = state.replica(member).store.indexes(&ns).map(<[_]>::len);
     let specs = request
         .body
         .get_array("indexes")
@@ -369,21 +392,19 @@ fn create_indexes(state: &mut State, member: usize, request: &Request) -> RawDoc
                 .map(|(f, d)| Some((f.clone(), direction(d)?)))
                 .collect()
         });
-        let (field, direction) = match key.as_deref() {
-            Some([(field, direction)]) => (field.as_str(), *direction),
-            Some(compound @ [_, _, ..]) if !unique => {
-                created += usize::from(state.store.create_compound_index(&ns, compound));
-                continue;
-            }
+        let key = match key.as_deref() {
+            Some(single @ [_]) => single,
+            Some(compound @ [_, _, ..]) if !unique => compound,
             _ => {
                 let message = "the fake replica set supports only single-field indexes and \
                                compound indexes that are not unique";
                 return raw(errors::command_error(2, message, false));
             }
         };
-        match state.store.create_index(&ns, field, direction, unique) {
+        match state.create_index(member, term, &ns, key, unique) {
             Ok(new) => created += usize::from(new),
             Err(dup) => {
+                let (field, direction) = &key[0];
                 let mut reply = errors::command_error(
                     11000,
                     &format!("Index build failed: {}", dup.message()),
@@ -395,7 +416,12 @@ fn create_indexes(state: &mut State, member: usize, request: &Request) -> RawDoc
             }
         }
     }
-    let after = state.store.indexes(&ns).map(<[_]>::len).unwrap_or(1);
+    let after = state
+        .replica(member)
+        .store
+        .indexes(&ns)
+        .map(<[_]>::len)
+        .unwrap_or(1);
     // A new collection has its `_id` index before the build counts.
     let before = existed.unwrap_or(1);
     let mut reply = doc! {
@@ -403,7 +429,6 @@ fn create_indexes(state: &mut State, member: usize, request: &Request) -> RawDoc
         "numIndexesAfter": after as i32,
     };
     if existed.is_none() || created > 0 {
-        state.tick();
         reply.insert("createdCollectionAutomatically", existed.is_none());
     }
     reply.insert("commitQuorum", "votingMembers");
@@ -446,7 +471,7 @@ fn build_info() -> Document {
 /// Reads go to the primary unless `$readPreference` allows a secondary: in OP_MSG that is
 /// how a client grants secondaryOk.
 fn readable(state: &State, member: usize, request: &Request) -> bool {
-    if state.primary == Some(member) {
+    if state.writable_term(member).is_some() {
         return true;
     }
     let mode = request
@@ -469,6 +494,23 @@ fn lsid(body: &Document) -> Option<Vec<u8>> {
         Bson::Binary(binary) => Some(binary.bytes.clone()),
         _ => None,
     }
+}
+
+/// `{ts, t}` and its wall-clock date, for `hello`'s `lastWrite`; the null OpTime before
+/// any write.
+fn op_time(optime: Option<OpTime>) -> (Document, DateTime) {
+    let (ts, t) = optime.map_or(
+        (
+            Timestamp {
+                time: 0,
+                increment: 0,
+            },
+            -1,
+        ),
+        |o| (o.ts, o.term),
+    );
+    let date = DateTime::from_millis(i64::from(ts.time) * 1000);
+    (doc! { "ts": ts, "t": t }, date)
 }
 
 fn cursor_reply(cursor: RawDocumentBuf) -> RawDocumentBuf {

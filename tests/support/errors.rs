@@ -38,7 +38,8 @@ pub fn code_name(code: i32) -> Option<&'static str> {
         43 => "CursorNotFound",
         50 => "MaxTimeMSExpired",
         59 => "CommandNotFound",
-        64 => "WriteConcernFailed",
+        // Named WriteConcernFailed before the server renamed it (specifications b643abf).
+        64 => "WriteConcernTimeout",
         73 => "InvalidNamespace",
         89 => "NetworkTimeout",
         91 => "ShutdownInProgress",
@@ -197,4 +198,17 @@ fn shell_repr(value: &Bson) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// Attaches a `writeConcernError` to an `ok: 1` reply, with the `RetryableWriteError` label
+/// on the reply's top level when the command carried a `txnNumber` and the code is
+/// retryable (`src/mongo/db/error_labels.cpp`): so 189 is labelled, 64 never.
+pub fn add_write_concern_error(reply: &mut Document, error: Document, has_txn_number: bool) {
+    let code = error.get_i32("code").unwrap_or_default();
+    let ok = reply.remove("ok").unwrap_or(Bson::Double(1.0));
+    reply.insert("writeConcernError", error);
+    if has_txn_number && RETRYABLE_WRITE_CODES.contains(&code) {
+        reply.insert("errorLabels", vec![RETRYABLE_WRITE_ERROR]);
+    }
+    reply.insert("ok", ok);
 }

@@ -19,7 +19,10 @@
 //!   `NoWritesPerformed` never appears here: the op times it compares are not taken yet when
 //!   an `errorCode` fires, and a write that ran moved them.
 //!
-//! `namespace`, `threadName`, `failInternalCommands` and `errorExtraInfo` are ignored.
+//! `namespace`, `threadName`, `failInternalCommands` and `errorExtraInfo` are ignored. In the
+//! fake, an insert waits for its write concern (`write_concern.rs`) before the fail point's
+//! `writeConcernError` is put on its reply, where the server skips the wait: the same reply,
+//! later when replication is held up.
 //! `writeConcernError` and the `errorLabels` of a fail point that only blocks reach `insert`
 //! replies alone.
 
@@ -67,7 +70,7 @@ pub fn before_command<'a>(
         }
     }
     let mut passed = Passed {
-        was_primary: state.primary == Some(member),
+        was_primary: state.writable_term(member).is_some(),
         connection_id,
         labels: None,
     };

@@ -9,9 +9,9 @@
 //!   `configureFailPoint` replies `{count: <timesEntered before this call>, ok: 1}`
 //!   (`src/mongo/db/commands/fail_point_cmd.cpp`); errors use the codes of `parseBSON`.
 //!
-//! The fake knows `failCommand` and `stopReplProducer` (accepted and recorded, for replication
-//! to consult; the fake's single store replicates instantly and ignores it). Any other name
-//! is "not found", where a real server knows hundreds.
+//! The fake knows `failCommand` and `stopReplProducer` (while set, the member copies nothing
+//! from its sync source: `replication.rs`). Any other name is "not found", where a real
+//! server knows hundreds.
 
 use std::collections::HashMap;
 

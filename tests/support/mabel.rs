@@ -101,6 +101,19 @@ impl Mabel {
         }
     }
 
+    /// How many breaths mabel has confirmed after reading what it says for `wait`: to show
+    /// that something holds it back.
+    pub fn confirmed_after(&mut self, wait: Duration) -> usize {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.stdout.push(line),
+                Err(_) => return confirmed(&self.stdout).len(),
+            }
+        }
+    }
+
     /// Waits for mabel to exit by itself; kills it and panics after `limit`, which is a
     /// watchdog against a hung test, not a timing assertion.
     pub fn finish(mut self, limit: Duration) -> Outcome {

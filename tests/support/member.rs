@@ -49,6 +49,7 @@ pub fn kill(shared: &Shared, member: usize) {
             state.primary = None;
         }
         let m = &mut state.members[member];
+        m.replica.stale_term = None;
         m.up = false;
         m.hung = false;
         m.incarnation += 1;

@@ -3,18 +3,24 @@
 //!
 //! Each member speaks OP_MSG on its own ephemeral port and answers as a MongoDB 7.0 member
 //! would: `hello` with set name, hosts, primary and electionId; `insert` with unique-index
-//! errors and retryable-write history; `find`/`getMore` for readers. Tests steer it: kill,
-//! revive, hang, step down and elect members, or arm a fault for the next write; or, as on a
+//! errors, retryable-write history and write concern; `find`/`getMore` for readers, with
+//! read concern. Tests steer it: kill, revive, hang, step down and elect members, cut one
+//! off from the others, slow its replication, or arm a fault for the next write; or, as on a
 //! real set, through `configureFailPoint` (`failpoint.rs`, `fail_command.rs`),
 //! `replSetFreeze` and `replSetStepDown` (`stepdown.rs`).
 //!
-//! What it cannot imitate, beyond what each file notes:
-//! - Replication is one shared store. A write is on every member the instant the primary
-//!   applies it; there is no lag, no rollback of a revived member's `w: 1` writes, and
-//!   `w: "majority"`/`j: true` are always satisfied (write concern is accepted and ignored).
-//! - Elections happen only when a test calls `elect`, or after a `replSetStepDown` as the
-//!   server's handoff and election timeout would have it (`stepdown.rs`); a killed or hung
-//!   primary is never replaced on its own.
+//! Each member has its own oplog and data and replicates as mongod does (see `replication`,
+//! `election`, `write_concern`): secondaries copy from a member they reach, the commit point
+//! follows the majority, `w: "majority"` (the default) waits for it, a primary cut off from
+//! the others goes on taking writes until it notices or rejoins, and a member that rejoins
+//! with writes the new primary never saw rolls them back.
+//!
+//! Beyond what each file notes:
+//! - Elections and step-downs happen only when a test calls for them (`elect`,
+//!   `notice_isolation`, `heal`), or after a `replSetStepDown` as the server's handoff and
+//!   election timeout would have it (`stepdown.rs`); a killed, hung or cut-off primary is
+//!   never replaced on its own. With no lag and no partition, replication is instant, so a
+//!   test that sets neither sees one consistent set.
 //! - No authentication, TLS, compression, transactions, or streaming heartbeats.
 //!
 //! Include it from an integration test with `mod support;`, or from a bench with
@@ -25,6 +31,8 @@
 
 // Runs the `mabel` binary for the end-to-end tests; separate from the fake itself.
 pub mod mabel;
+// The real driver, set up as the tests of the fake's replication use it.
+pub mod driver;
 // Spool files with a backlog in them, for the catch-up tests and benchmark.
 pub mod spool_file;
 // The fake or a real set behind one interface, and the real side of it.
@@ -34,21 +42,26 @@ pub mod target;
 mod cluster;
 mod commands;
 mod cursor;
+mod election;
 mod errors;
 mod fail_command;
 mod failpoint;
 mod member;
+mod oplog;
+mod primary;
 mod query;
+mod replication;
 mod stepdown;
 mod store;
 mod wire;
+mod write_concern;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bson::Document;
+use bson::{Document, RawDocumentBuf};
 
 use cluster::{Shared, SET_NAME};
 
@@ -106,19 +119,23 @@ impl FakeReplicaSet {
         self.hosts.clone()
     }
 
+    /// The primary of the newest term. A member cut off before that election may still
+    /// act as primary of an earlier one.
     pub fn primary(&self) -> Option<usize> {
         self.shared.lock().primary
     }
 
     /// Like a crashed process: the port and every connection close, nothing answers. If it
-    /// was the primary, there is no primary until `elect`.
+    /// was the primary, there is no primary until `elect`. Its oplog and data survive.
     pub fn kill(&self, member: usize) {
         member::kill(&self.shared, member);
     }
 
-    /// Listens again on the same port, as a secondary, with the shared data intact.
+    /// Listens again on the same port, as a secondary, with its own data: it catches up, or
+    /// rolls back what the others never saw and then catches up.
     pub fn revive(&self, member: usize) {
         member::revive(&self.shared, member);
+        self.settle();
     }
 
     /// The primary becomes a secondary; connections stay open as on 4.2+. There is no
@@ -127,19 +144,83 @@ impl FakeReplicaSet {
         self.shared.step_down();
     }
 
-    /// `member` becomes primary with a higher term (so a larger electionId); any other
-    /// primary becomes a secondary. Panics if the member is killed.
+    /// `member` wins an election: it catches up from the members it reaches, becomes
+    /// primary in a higher term (so a larger electionId) and writes its "new primary" no-op.
+    /// The old primary steps down if it reaches the winner; cut off, it goes on acting as
+    /// primary of its term until `notice_isolation` or `heal`. Panics if the member cannot
+    /// win: down, hung, or without the votes of a majority (itself and the members it
+    /// reaches whose newest entry is not newer than its own).
     pub fn elect(&self, member: usize) {
         assert!(
             self.shared.elect(member),
-            "member {member} is down and cannot win an election"
+            "member {member} cannot win an election"
         );
     }
 
+    /// Whether `elect(member)` would succeed now.
+    pub fn can_elect(&self, member: usize) -> bool {
+        let mut state = self.shared.lock();
+        state.replicate();
+        state.can_win(member)
+    }
+
     /// Elects `member` from a background thread after `delay`, while the test carries on.
-    /// Nothing happens if the set is dropped first or the member is down by then.
+    /// Nothing happens if the set is dropped first or the member cannot win by then.
     pub fn elect_after(&self, member: usize, delay: Duration) {
         self.shared.elect_after(member, delay);
+    }
+
+    /// Stops replication to and from `member` (its heartbeats and oplog fetching), while
+    /// clients still reach it: a network partition with the member alone on its side. A
+    /// primary cut off goes on taking writes; those waiting for a majority wait.
+    pub fn isolate(&self, member: usize) {
+        self.shared.lock().replica_mut(member).isolated = true;
+        self.shared.changed.notify_all();
+    }
+
+    /// A member cut off notices it reaches no majority, as after electionTimeoutMillis
+    /// (10 s) without heartbeats: if it acts as primary it steps down, and writes waiting
+    /// for their concern there get PrimarySteppedDown. Panics if it reaches a majority.
+    pub fn notice_isolation(&self, member: usize) {
+        let mut state = self.shared.lock();
+        let reached = (0..state.members.len())
+            .filter(|&m| state.linked(member, m))
+            .count();
+        assert!(reached == 0, "member {member} is not cut off");
+        state.notice_isolation(member);
+        drop(state);
+        self.shared.changed.notify_all();
+    }
+
+    /// Ends every partition. A member that acted as primary of an earlier term hears of the
+    /// newer one and steps down; a member that holds writes the primary's history does not
+    /// rolls them back (`rolled_back` keeps them); then all catch up.
+    pub fn heal(&self) {
+        let mut state = self.shared.lock();
+        for member in &mut state.members {
+            member.replica.isolated = false;
+        }
+        drop(state);
+        self.settle();
+    }
+
+    /// `member` copies each entry `lag` after the primary wrote it (none by default). A
+    /// primary-elect catches up regardless, before it takes writes.
+    pub fn set_lag(&self, member: usize, lag: Duration) {
+        self.shared.lock().replica_mut(member).lag = lag;
+        self.settle();
+    }
+
+    /// The documents of `db.coll` that members rolled back, in the order they left.
+    pub fn rolled_back(&self, db: &str, coll: &str) -> Vec<Document> {
+        let state = self.shared.lock();
+        let docs = state.rolled_back.get(&format!("{db}.{coll}"));
+        docs.map(|docs| to_documents(docs)).unwrap_or_default()
+    }
+
+    fn settle(&self) {
+        let mut state = self.shared.lock();
+        self.shared.settle(&mut state);
     }
 
     /// The member keeps accepting connections and reading requests but answers nothing,
@@ -154,17 +235,16 @@ impl FakeReplicaSet {
         self.shared.changed.notify_all();
     }
 
-    /// Every insert is answered `latency` after it was handled, standing for what a real
-    /// primary waits for before it acknowledges a write with `w: "majority", j: true`: a
-    /// majority's replication and the journal's flush, a few milliseconds on a real set. The
-    /// write is applied at once; only the reply waits, on its own connection, so heartbeats
-    /// and other connections are answered meanwhile.
+    /// Every insert is answered `latency` after it was handled, on top of its write
+    /// concern: what a real set adds beyond replication, the journal's flush and the network,
+    /// a few milliseconds. The write is applied at once; only the reply waits, on its own
+    /// connection, so heartbeats and other connections are answered meanwhile.
     pub fn set_write_latency(&self, latency: Duration) {
         self.shared.lock().write_latency = latency;
     }
 
-    /// The next insert the primary accepts is applied, then its connection closes with no
-    /// reply.
+    /// The next insert a primary accepts is applied, then its connection closes with no
+    /// reply, before it waits for its write concern.
     pub fn drop_next_reply(&self) {
         self.shared.lock().faults.drop_next_reply = true;
     }
@@ -183,35 +263,62 @@ impl FakeReplicaSet {
         self.shared.lock().faults.fail_next_write = Some(code);
     }
 
-    /// An extra unique index `<field>_1` on a top-level field. Panics if the stored documents
-    /// already break it, as the server's index build would fail.
+    /// An extra unique index `<field>_1` on a top-level field, built by the primary and
+    /// replicated. Panics if there is no primary, or if its documents already break the
+    /// index, as the server's index build would fail.
     pub fn add_unique_index(&self, db: &str, coll: &str, field: &str) {
         let ns = format!("{db}.{coll}");
-        let built = self.shared.lock().store.create_index(&ns, field, 1, true);
-        if let Err(dup) = built {
+        let mut state = self.shared.lock();
+        let primary = state.primary.expect("add_unique_index needs a primary");
+        let term = state.term;
+        let key = [(field.to_string(), 1)];
+        if let Err(dup) = state.create_index(primary, term, &ns, &key, true) {
             panic!("cannot build unique index: {}", dup.message());
         }
+        self.shared.settle(&mut state);
     }
 
-    /// Seeds a document without the wire, as if inserted through the primary: `_id` is
-    /// generated when missing and moved first. Panics with the server's E11000 message if a
-    /// unique index refuses it.
+    /// Seeds a document without the wire, as if inserted through the primary (and
+    /// replicated as any write): `_id` is generated when missing and moved first. Panics if
+    /// there is no primary, or with the server's E11000 message if a unique index refuses it.
     pub fn insert_direct(&self, db: &str, coll: &str, doc: Document) {
         let ns = format!("{db}.{coll}");
-        let inserted = {
-            let mut state = self.shared.lock();
-            let inserted = state.store.insert_one(&ns, store::encode(&doc));
-            state.tick();
-            inserted
-        };
-        if let Err(dup) = inserted {
-            panic!("insert_direct: {}", dup.message());
+        let mut state = self.shared.lock();
+        let primary = state.primary.expect("insert_direct needs a primary");
+        let term = state.term;
+        let reply = state
+            .insert(primary, term, &ns, vec![store::encode(&doc)], true, None)
+            .expect("an insert without a session is not refused");
+        self.shared.settle(&mut state);
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            panic!("insert_direct: {errors:?}");
         }
     }
 
-    /// The stored documents in insertion order.
+    /// The documents of the primary of the newest term, in insertion order; with no primary,
+    /// those of the member with the newest entry, dead or alive. That is all a client
+    /// reading "local" from the primary would see, majority-committed or not: a breath
+    /// acknowledged but at risk shows here until it is rolled back.
     pub fn documents(&self, db: &str, coll: &str) -> Vec<Document> {
-        self.shared.lock().store.documents(&format!("{db}.{coll}"))
+        let mut state = self.shared.lock();
+        self.shared.settle(&mut state);
+        let member = state.newest_member();
+        to_documents(&state.replica(member).read(&format!("{db}.{coll}"), false))
+    }
+
+    /// The documents `member` holds ("local"), committed or not.
+    pub fn documents_on(&self, member: usize, db: &str, coll: &str) -> Vec<Document> {
+        let mut state = self.shared.lock();
+        self.shared.settle(&mut state);
+        to_documents(&state.replica(member).read(&format!("{db}.{coll}"), false))
+    }
+
+    /// The majority-committed documents, which no failover can roll back: what a read with
+    /// read concern "majority" sees on the member that knows the newest commit point.
+    pub fn committed(&self, db: &str, coll: &str) -> Vec<Document> {
+        let mut state = self.shared.lock();
+        self.shared.settle(&mut state);
+        to_documents(&state.committed_documents(&format!("{db}.{coll}")))
     }
 
     /// Insert commands received by all members, answered or not, retries and refusals
@@ -235,4 +342,10 @@ impl Drop for FakeReplicaSet {
     fn drop(&mut self) {
         member::shutdown(&self.shared);
     }
+}
+
+fn to_documents(docs: &[Arc<RawDocumentBuf>]) -> Vec<Document> {
+    docs.iter()
+        .map(|doc| doc.to_document().expect("stored documents are valid BSON"))
+        .collect()
 }

@@ -13,8 +13,10 @@
 //! Where no handoff happens (a forced step-down, or the chosen secondary is frozen), the
 //! secondaries of a real set stand for election after `electionTimeoutMillis` (10 s); the
 //! fake's do after `ELECTION_TIMEOUT`, kept short so that tests stay fast. The lowest-numbered
-//! member that is up, answering and not frozen wins. Secondaries here are always caught up
-//! (one shared store), so the non-forced catch-up wait only fails when no secondary answers.
+//! member that is up, answering, not frozen and able to win the vote (`election.rs`) wins. A
+//! secondary is caught up when it holds the primary's newest entry, so the non-forced
+//! catch-up wait fails when none does within the catch-up period (one that lags, or is cut
+//! off, or none answering).
 
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
@@ -43,7 +45,7 @@ pub fn step_down(
         Ok(periods) => periods,
         Err(reply) => return done(&state, reply),
     };
-    if state.primary != Some(member) {
+    if state.writable_term(member).is_none() {
         let reply = error(
             10107,
             "NotWritablePrimary",
@@ -65,18 +67,16 @@ pub fn step_down(
                 return done(&state, error(262, "ExceededTimeLimit", &message));
             }
             state = shared.wait(state, deadline - now);
+            shared.settle(&mut state);
         }
     }
-    state.primary = None;
+    state.stand_down(member);
     state.members[member].frozen_until = Some(Instant::now() + Duration::from_secs(step_down_secs));
     let handed_off = !force
         && caught_up(&state, member)
             .filter(|&candidate| electable(&state, candidate))
-            .map(|candidate| {
-                state.term += 1;
-                state.primary = Some(candidate);
-            })
-            .is_some();
+            .is_some_and(|candidate| state.elect(candidate));
+    shared.changed.notify_all();
     let reply = done(&state, doc! { "ok": 1.0 });
     drop(state);
     if !handed_off {
@@ -87,7 +87,7 @@ pub fn step_down(
 
 /// `{replSetFreeze: <secs>}`: the member will not stand for election for `secs`; 0 unfreezes.
 pub fn freeze(state: &mut State, member: usize, request: &Request) -> Document {
-    if state.primary == Some(member) {
+    if state.writable_term(member).is_some() {
         let message = "Cannot freeze node when primary or running for election, state: Primary";
         return error(95, "NotSecondary", message);
     }
@@ -149,10 +149,12 @@ fn periods(body: &Document, force: bool) -> Result<(u64, u64), Document> {
     Ok((step_down as u64, catch_up as u64))
 }
 
-/// The handoff candidate: the lowest-numbered other member that is up and answering.
+/// The handoff candidate: the lowest-numbered other member the primary reaches that holds
+/// its newest entry.
 fn caught_up(state: &State, primary: usize) -> Option<usize> {
+    let newest = state.replica(primary).last();
     (0..state.members.len())
-        .find(|&m| m != primary && state.members[m].up && !state.members[m].hung)
+        .find(|&m| state.linked(primary, m) && state.replica(m).last() >= newest)
 }
 
 fn electable(state: &State, member: usize) -> bool {
@@ -175,9 +177,11 @@ fn elect_when_one_can(shared: &Arc<Shared>) {
         if state.shutting_down || state.primary.is_some() {
             return;
         }
-        if let Some(winner) = (0..state.members.len()).find(|&m| electable(&state, m)) {
-            state.term += 1;
-            state.primary = Some(winner);
+        let winner = (0..state.members.len()).find(|&m| electable(&state, m) && state.can_win(m));
+        if let Some(winner) = winner {
+            state.elect(winner);
+            drop(state);
+            shared.changed.notify_all();
             return;
         }
     });

@@ -1,32 +1,32 @@
-//! The data every member shares: collections with their unique indexes, and the
-//! retryable-write history that lets a new primary answer a retry of a write it already has.
+//! One member's data: collections with their unique indexes, and the retryable-write
+//! history that lets a primary answer a retry of a write it already has.
 //!
-//! One store stands in for replication: a write applied on the primary is instantly on every
-//! member, dead or alive. So there is no replication lag, `w: "majority"` and `j: true` are
-//! always satisfied the moment the primary applies a write, and a member that was killed and
-//! revived never rolls back writes it acknowledged with `w: 1`, as a real one can.
+//! Only oplog entries change it (`apply`), so each document carries the timestamp of the
+//! entry that inserted it, and a read at the majority commit point is the prefix of each
+//! collection written up to it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use bson::{doc, oid::ObjectId, Bson, Document, RawBson, RawDocumentBuf};
+use bson::{doc, oid::ObjectId, Bson, Document, RawBson, RawDocumentBuf, Timestamp};
 
 use super::errors;
+use super::oplog::{Entry, Op, Statement};
 use super::query::{index_key, lookup, to_bson};
 
 #[derive(Default)]
 pub struct Store {
     collections: HashMap<String, Collection>,
-    /// `lsid.id` bytes -> the session's latest retryable write. Like the server, only the
-    /// newest `txnNumber` of a session is remembered. Unlike the server, which records
-    /// executed statements and re-runs failed ones on a retry, the whole first reply is kept
-    /// and replayed, write errors included. Only replies of executed inserts are kept: a
-    /// refusal (not primary, injected failure) leaves no trace, so its retry runs afresh.
-    sessions: HashMap<Vec<u8>, (i64, Document)>,
+    /// `lsid.id` bytes -> the session's newest `txnNumber` and the statements of it that
+    /// were executed. As on the server, a statement that failed (a duplicate key) leaves no
+    /// trace and runs again on a retry, and only the newest `txnNumber` is kept.
+    sessions: HashMap<Vec<u8>, (i64, HashSet<i32>)>,
 }
 
 pub struct Collection {
     docs: Vec<Arc<RawDocumentBuf>>,
+    /// The timestamp of the entry that inserted each document, ascending.
+    stamps: Vec<Timestamp>,
     /// Index 0 is always `_id_`.
     indexes: Vec<Index>,
 }
@@ -74,8 +74,8 @@ impl DuplicateKey {
 pub enum History {
     /// Never seen: execute it.
     New,
-    /// Already executed: answer with the reply it got then.
-    Executed(Document),
+    /// Seen: these statements were executed and are not executed again.
+    Executed(HashSet<i32>),
     /// The session has moved on to a newer `txnNumber`.
     TooOld { newest: i64 },
 }
@@ -84,17 +84,16 @@ impl Collection {
     fn new() -> Collection {
         Collection {
             docs: Vec::new(),
+            stamps: Vec::new(),
             indexes: vec![Index::new("_id", 1, true)],
         }
     }
 
-    /// Checks every unique index before touching any, so a refused document leaves no keys.
-    fn insert(&mut self, ns: &str, doc: RawDocumentBuf) -> Result<(), Box<DuplicateKey>> {
-        let mut keys = Vec::new();
-        for (position, index) in self.indexes.iter().enumerate().filter(|(_, i)| i.unique) {
-            let value = lookup(&doc, &index.field);
-            let key = index_key(value);
-            if index.keys.contains(&key) {
+    /// Whether every unique index would take `doc`.
+    fn check(&self, ns: &str, doc: &RawDocumentBuf) -> Result<(), Box<DuplicateKey>> {
+        for index in self.indexes.iter().filter(|i| i.unique) {
+            let value = lookup(doc, &index.field);
+            if index.keys.contains(&index_key(value)) {
                 return Err(Box::new(DuplicateKey {
                     ns: ns.to_string(),
                     index: index.name.clone(),
@@ -103,13 +102,17 @@ impl Collection {
                     value: to_bson(value),
                 }));
             }
-            keys.push((position, key));
         }
-        for (position, key) in keys {
-            self.indexes[position].keys.insert(key);
-        }
-        self.docs.push(Arc::new(doc));
         Ok(())
+    }
+
+    /// Adds a document `check` accepted.
+    fn insert(&mut self, doc: Arc<RawDocumentBuf>, ts: Timestamp) {
+        for index in self.indexes.iter_mut().filter(|i| i.unique) {
+            index.keys.insert(index_key(lookup(&doc, &index.field)));
+        }
+        self.docs.push(doc);
+        self.stamps.push(ts);
     }
 }
 
@@ -149,39 +152,56 @@ impl Index {
 }
 
 impl Store {
-    /// Inserts a batch as the `insert` command does: stops at the first error when
-    /// `ordered`, otherwise tries every document. Returns the reply body without `ok`.
-    pub fn insert_batch(&mut self, ns: &str, docs: Vec<RawDocumentBuf>, ordered: bool) -> Document {
-        let collection = self
-            .collections
-            .entry(ns.to_string())
-            .or_insert_with(Collection::new);
-        let mut n = 0;
-        let mut write_errors = Vec::new();
-        for (position, doc) in docs.into_iter().enumerate() {
-            match collection.insert(ns, with_id_first(doc)) {
-                Ok(()) => n += 1,
-                Err(dup) => {
-                    write_errors.push(dup.write_error(position));
-                    if ordered {
-                        break;
-                    }
-                }
-            }
+    /// Whether `doc` would be taken, as `insert` checks it before logging it.
+    pub fn check(&self, ns: &str, doc: &RawDocumentBuf) -> Result<(), Box<DuplicateKey>> {
+        match self.collections.get(ns) {
+            Some(collection) => collection.check(ns, doc),
+            None => Ok(()),
         }
-        let mut reply = doc! { "n": n };
-        if !write_errors.is_empty() {
-            reply.insert("writeErrors", write_errors);
-        }
-        reply
     }
 
-    pub fn insert_one(&mut self, ns: &str, doc: RawDocumentBuf) -> Result<(), Box<DuplicateKey>> {
-        let collection = self
-            .collections
+    /// Applies an oplog entry. Entries come from a primary that checked them against the
+    /// same data, so none can fail here.
+    pub fn apply(&mut self, entry: &Entry) {
+        match &entry.op {
+            Op::Insert { ns, doc, statement } => {
+                self.collection(ns).insert(Arc::clone(doc), entry.optime.ts);
+                if let Some(statement) = statement {
+                    self.record(statement);
+                }
+            }
+            Op::CreateIndex { ns, key, unique } => {
+                self.create_any_index(ns, key, *unique)
+                    .expect("the primary built this index over the same documents");
+            }
+            Op::NewPrimary => {}
+        }
+    }
+
+    /// The data a member has after applying `entries` from the start.
+    pub fn rebuild(entries: &[Arc<Entry>]) -> Store {
+        let mut store = Store::default();
+        for entry in entries {
+            store.apply(entry);
+        }
+        store
+    }
+
+    fn collection(&mut self, ns: &str) -> &mut Collection {
+        self.collections
             .entry(ns.to_string())
-            .or_insert_with(Collection::new);
-        collection.insert(ns, with_id_first(doc))
+            .or_insert_with(Collection::new)
+    }
+
+    fn record(&mut self, statement: &Statement) {
+        let session = self
+            .sessions
+            .entry(statement.lsid.clone())
+            .or_insert_with(|| (statement.txn_number, HashSet::new()));
+        if session.0 < statement.txn_number {
+            *session = (statement.txn_number, HashSet::new());
+        }
+        session.1.insert(statement.stmt_id);
     }
 
     /// Adds a single-field index. A unique index over existing duplicates fails, as the
@@ -193,10 +213,7 @@ impl Store {
         direction: i32,
         unique: bool,
     ) -> Result<bool, Box<DuplicateKey>> {
-        let collection = self
-            .collections
-            .entry(ns.to_string())
-            .or_insert_with(Collection::new);
+        let collection = self.collection(ns);
         let mut index = Index::new(field, direction, unique);
         if collection.indexes.iter().any(|i| i.name == index.name) {
             return Ok(false);
@@ -217,6 +234,19 @@ impl Store {
         }
         collection.indexes.push(index);
         Ok(true)
+    }
+
+    /// An index on `key`: `create_index` for one field, `create_compound_index` for more.
+    pub fn create_any_index(
+        &mut self,
+        ns: &str,
+        key: &[(String, i32)],
+        unique: bool,
+    ) -> Result<bool, Box<DuplicateKey>> {
+        match key {
+            [(field, direction)] => self.create_index(ns, field, *direction, unique),
+            compound => Ok(self.create_compound_index(ns, compound)),
+        }
     }
 
     /// Adds a non-unique index on several fields, named as the server names it: each
@@ -248,16 +278,23 @@ impl Store {
     }
 
     /// The documents in insertion order, cheap to take (reference counts only) so a query
-    /// can filter and sort them without holding the cluster lock.
-    pub fn snapshot(&self, ns: &str) -> Vec<Arc<RawDocumentBuf>> {
-        self.collections
-            .get(ns)
-            .map(|c| c.docs.clone())
-            .unwrap_or_default()
+    /// can filter and sort them without holding the cluster lock. With `upto`, only those
+    /// written at or before that timestamp: a read at a commit point.
+    pub fn snapshot(&self, ns: &str, upto: Option<Timestamp>) -> Vec<Arc<RawDocumentBuf>> {
+        let Some(collection) = self.collections.get(ns) else {
+            return Vec::new();
+        };
+        let end = match upto {
+            Some(upto) => collection
+                .stamps
+                .partition_point(|ts| (ts.time, ts.increment) <= (upto.time, upto.increment)),
+            None => collection.docs.len(),
+        };
+        collection.docs[..end].to_vec()
     }
 
-    pub fn documents(&self, ns: &str) -> Vec<Document> {
-        self.snapshot(ns)
+    pub fn documents(&self, ns: &str, upto: Option<Timestamp>) -> Vec<Document> {
+        self.snapshot(ns, upto)
             .iter()
             .map(|doc| doc.to_document().expect("stored documents are valid BSON"))
             .collect()
@@ -266,13 +303,9 @@ impl Store {
     pub fn history(&self, lsid: &[u8], txn_number: i64) -> History {
         match self.sessions.get(lsid) {
             Some((newest, _)) if *newest > txn_number => History::TooOld { newest: *newest },
-            Some((newest, reply)) if *newest == txn_number => History::Executed(reply.clone()),
+            Some((newest, done)) if *newest == txn_number => History::Executed(done.clone()),
             _ => History::New,
         }
-    }
-
-    pub fn remember(&mut self, lsid: Vec<u8>, txn_number: i64, reply: Document) {
-        self.sessions.insert(lsid, (txn_number, reply));
     }
 }
 
@@ -290,7 +323,7 @@ pub fn encode(doc: &Document) -> RawDocumentBuf {
 }
 
 /// The server stores `_id` as the first field, generating an ObjectId when it is missing.
-fn with_id_first(doc: RawDocumentBuf) -> RawDocumentBuf {
+pub fn with_id_first(doc: RawDocumentBuf) -> RawDocumentBuf {
     let first_is_id = doc
         .iter()
         .next()

@@ -185,7 +185,7 @@ impl Target {
 
     /// Stops `member` fetching the oplog until the guard drops: `stopReplProducer`, as the
     /// server's jstests stop replication (`stopServerReplication` in write_concern_util.js).
-    /// The fake accepts it; its single store replicates regardless.
+    /// The fake's member stops copying too.
     pub fn stop_replication(&self, member: usize) -> FailPointGuard {
         self.fail_point(member, FailPoint::named("stopReplProducer", Mode::AlwaysOn))
     }

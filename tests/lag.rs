@@ -1,0 +1,97 @@
+//! Replication lag, seen through the real binary: with its defaults mabel confirms a breath
+//! only once a majority holds it, and `mabel audit`, which reads with read concern
+//! "majority", does not count a breath only the primary holds.
+
+mod support;
+
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use support::mabel::{assert_stored_exactly_once, Mabel};
+use support::target::fake_only;
+use support::FakeReplicaSet;
+
+/// Why these tests are skipped against a real set (`make test-real`).
+const FAKE_ONLY: &str = "sets a member's replication lag";
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+const FOREVER: Duration = Duration::from_secs(3600);
+
+fn audit(set: &FakeReplicaSet) -> Value {
+    let output = support::mabel::command()
+        .args(["audit", "--json", "--uri", &set.uri()])
+        .output()
+        .expect("mabel audit runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn a_breath_is_confirmed_only_once_a_majority_holds_it() {
+    let Some(set) = fake_only(
+        "lag::a_breath_is_confirmed_only_once_a_majority_holds_it",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
+    set.set_lag(1, FOREVER);
+    set.set_lag(2, FOREVER);
+    let mut mabel = Mabel::start(&set.uri(), &["run", "--interval", "0.05", "--count", "5"]);
+
+    // The first breath is on the primary and waits there: no secondary copies it.
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    while set.documents_on(0, "mabel", "breaths").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no breath arrived");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(mabel.confirmed_after(Duration::from_millis(500)), 0);
+    assert!(set.committed("mabel", "breaths").is_empty());
+
+    // One secondary catching up is a majority: the breath is confirmed, then the rest.
+    set.set_lag(2, Duration::from_millis(100));
+    let outcome = mabel.finish(WATCHDOG);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert_eq!(outcome.confirmed().len(), 5);
+    assert_stored_exactly_once(&outcome, &set.committed("mabel", "breaths"));
+    assert!(set.documents_on(1, "mabel", "breaths").is_empty());
+}
+
+#[test]
+fn the_audit_does_not_count_a_breath_only_the_primary_holds() {
+    let Some(set) = fake_only(
+        "lag::the_audit_does_not_count_a_breath_only_the_primary_holds",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
+    let first = Mabel::start(&set.uri(), &["run", "--interval", "0.05", "--count", "5"]);
+    let first = first.finish(WATCHDOG);
+    assert_eq!(first.code, Some(0), "{first:#?}");
+
+    set.set_lag(1, FOREVER);
+    set.set_lag(2, FOREVER);
+    let args = [
+        "run",
+        "--interval",
+        "0.05",
+        "--count",
+        "5",
+        "--write-concern",
+        "1",
+    ];
+    let second = Mabel::start(&set.uri(), &args).finish(WATCHDOG);
+    assert_eq!(second.confirmed().len(), 5, "{second:#?}");
+    assert_eq!(set.documents("mabel", "breaths").len(), 10);
+
+    let report = audit(&set);
+    assert_eq!(report["breaths"], 5, "{report}");
+    assert_eq!(report["lost"], 0);
+
+    // Caught up, both secondaries agree with the primary, whichever the audit reads.
+    set.set_lag(1, Duration::ZERO);
+    set.set_lag(2, Duration::ZERO);
+    let report = audit(&set);
+    assert_eq!(report["breaths"], 10, "{report}");
+}

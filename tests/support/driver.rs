@@ -1,0 +1,71 @@
+//! The real `mongodb` driver set up as the tests of the fake's replication use it: a client
+//! for the set or for one member alone, a breath, write concerns, and what a failed insert
+//! says about its write concern.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bson::{doc, oid::ObjectId, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{Acknowledgment, WriteConcern};
+use mongodb::sync::{Client, Collection};
+
+use super::FakeReplicaSet;
+
+pub const DB: &str = "mabel";
+pub const COLL: &str = "breaths";
+
+pub fn client(uri: &str) -> Client {
+    Client::with_uri_str(uri).expect("client")
+}
+
+pub fn breaths(uri: &str) -> Collection<Document> {
+    client(uri).database(DB).collection(COLL)
+}
+
+/// A client that talks to `member` alone, whatever its role.
+pub fn direct(set: &FakeReplicaSet, member: usize) -> Client {
+    let uri = format!(
+        "mongodb://{}/?directConnection=true&retryWrites=false",
+        set.hosts()[member]
+    );
+    client(&uri)
+}
+
+pub fn breath() -> Document {
+    doc! { "_id": ObjectId::new() }
+}
+
+pub fn majority_within(ms: u64) -> WriteConcern {
+    WriteConcern::builder()
+        .w(Acknowledgment::Majority)
+        .w_timeout(Duration::from_millis(ms))
+        .build()
+}
+
+pub fn w1() -> WriteConcern {
+    WriteConcern::builder().w(Acknowledgment::Nodes(1)).build()
+}
+
+/// The `writeConcernError` code of an insert's error, if it has one.
+pub fn write_concern_code(err: &mongodb::error::Error) -> Option<i32> {
+    match &*err.kind {
+        ErrorKind::Write(WriteFailure::WriteConcernError(e)) => Some(e.code),
+        ErrorKind::InsertMany(e) => e.write_concern_error.as_ref().map(|e| e.code),
+        _ => None,
+    }
+}
+
+pub fn ids(docs: &[Document]) -> Vec<ObjectId> {
+    docs.iter()
+        .map(|d| d.get_object_id("_id").expect("an ObjectId _id"))
+        .collect()
+}
+
+pub fn wait_for(done: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited 10 s for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,285 @@
+//! Checks the fake's write concern and read concern against the real `mongodb` driver: a
+//! write waits for the members it asks for, times out keeping the write, fails with
+//! PrimarySteppedDown when its primary steps down, and a majority read sees only what a
+//! majority holds; so that tests of mabel built on them can trust what they show.
+
+mod support;
+
+use std::thread;
+use std::time::Duration;
+
+use bson::{doc, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
+
+use support::driver::{
+    breath, breaths, client, direct, ids, majority_within, w1, wait_for, write_concern_code, COLL,
+    DB,
+};
+use support::target::fake_only;
+
+/// Why these tests are skipped against a real set (`make test-real`).
+const FAKE_ONLY: &str = "checks the fake's own write concern";
+
+const LONG: Duration = Duration::from_secs(3600);
+
+#[test]
+fn majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write() {
+    let Some(set) = fake_only(
+        "write_concern::majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
+    set.set_lag(1, LONG);
+    set.set_lag(2, LONG);
+    let coll = breaths(&set.uri());
+
+    let acked = breath();
+    coll.insert_one(&acked)
+        .write_concern(w1())
+        .run()
+        .expect("w: 1 needs only the primary");
+    let timed_out = breath();
+    let err = coll
+        .insert_one(&timed_out)
+        .write_concern(majority_within(200))
+        .run()
+        .expect_err("no secondary has it");
+    let ErrorKind::Write(WriteFailure::WriteConcernError(wce)) = &*err.kind else {
+        panic!("expected a write concern error, got {err:?}");
+    };
+    assert_eq!(
+        (wce.code, wce.code_name.as_str(), wce.message.as_str()),
+        (
+            64,
+            "WriteConcernTimeout",
+            "waiting for replication timed out"
+        )
+    );
+    assert_eq!(wce.details, Some(doc! { "wtimeout": true }));
+    assert!(
+        !err.contains_label("RetryableWriteError"),
+        "64 is not retryable"
+    );
+
+    // The write stays on the primary, and is not committed.
+    assert_eq!(
+        ids(&set.documents(DB, COLL)),
+        ids(&[acked.clone(), timed_out.clone()])
+    );
+    assert!(set.committed(DB, COLL).is_empty());
+    assert!(set.documents_on(1, DB, COLL).is_empty());
+
+    // Once one secondary catches up, a majority holds both and the next write is committed.
+    set.set_lag(1, Duration::ZERO);
+    coll.insert_one(breath())
+        .write_concern(majority_within(5000))
+        .run()
+        .expect("member 1 now replicates at once");
+    assert_eq!(set.committed(DB, COLL).len(), 3);
+    assert_eq!(set.documents_on(2, DB, COLL).len(), 0);
+}
+
+#[test]
+fn w_counts_members_and_a_short_lag_is_waited_out() {
+    let Some(set) = fake_only(
+        "write_concern::w_counts_members_and_a_short_lag_is_waited_out",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
+    set.set_lag(1, LONG);
+    set.set_lag(2, Duration::from_millis(300));
+    let coll = breaths(&set.uri());
+    let two = WriteConcern::builder().w(Acknowledgment::Nodes(2)).build();
+    coll.insert_one(breath())
+        .write_concern(two)
+        .run()
+        .expect("member 2 copies it after 300 ms");
+    assert_eq!(set.documents_on(2, DB, COLL).len(), 1);
+    assert!(set.documents_on(1, DB, COLL).is_empty());
+
+    let three = WriteConcern::builder()
+        .w(Acknowledgment::Nodes(3))
+        .w_timeout(Duration::from_millis(100))
+        .build();
+    let err = coll
+        .insert_one(breath())
+        .write_concern(three)
+        .run()
+        .expect_err("member 1 lags an hour");
+    assert_eq!(write_concern_code(&err), Some(64));
+}
+
+#[test]
+fn majority_reads_see_only_what_a_majority_holds() {
+    let Some(set) = fake_only(
+        "write_concern::majority_reads_see_only_what_a_majority_holds",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
+    let coll = breaths(&set.uri());
+    let committed = breath();
+    coll.insert_one(&committed).run().expect("default majority");
+    set.set_lag(1, LONG);
+    set.set_lag(2, LONG);
+    coll.insert_one(breath())
+        .write_concern(w1())
+        .run()
+        .expect("w: 1");
+
+    let read = |level: ReadConcern| -> Vec<Document> {
+        coll.find(doc! {})
+            .read_concern(level)
+            .run()
+            .expect("find")
+            .map(|d| d.expect("document"))
+            .collect()
+    };
+    assert_eq!(ids(&read(ReadConcern::majority())), ids(&[committed]));
+    assert_eq!(read(ReadConcern::local()).len(), 2);
+}
+
+#[test]
+fn a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern() {
+    let Some(set) = fake_only(
+        "write_concern::a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
+    let coll = breaths(&set.uri());
+    coll.insert_one(breath()).run().expect("warm-up");
+    set.isolate(0);
+    // The first attempt lands on the cut-off primary alone and times out waiting.
+    let doc = breath();
+    let err = coll
+        .insert_one(&doc)
+        .write_concern(majority_within(200))
+        .run()
+        .expect_err("no majority");
+    assert_eq!(write_concern_code(&err), Some(64));
+
+    // The raw reply to the same document again: a write error and a write concern error
+    // together, since the duplicate waits for the primary's newest entry (LastOpFixer).
+    let command = doc! {
+        "insert": COLL,
+        "documents": [doc.clone()],
+        "writeConcern": { "w": "majority", "wtimeout": 200 },
+    };
+    let reply = client(&set.uri())
+        .database(DB)
+        .run_command(command)
+        .run()
+        .expect("ok: 1 reply");
+    let write_errors = reply.get_array("writeErrors").expect("writeErrors");
+    assert_eq!(
+        write_errors[0].as_document().unwrap().get_i32("code"),
+        Ok(11000)
+    );
+    assert_eq!(
+        reply
+            .get_document("writeConcernError")
+            .unwrap()
+            .get_i32("code"),
+        Ok(64)
+    );
+
+    // insert_many keeps both; insert_one of mongodb 3.9 keeps only the write error.
+    let err = coll
+        .insert_many([&doc])
+        .write_concern(majority_within(200))
+        .run()
+        .expect_err("duplicate");
+    let ErrorKind::InsertMany(failure) = &*err.kind else {
+        panic!("expected an insert-many error, got {err:?}");
+    };
+    assert_eq!(failure.write_errors.as_ref().unwrap()[0].code, 11000);
+    assert_eq!(failure.write_concern_error.as_ref().unwrap().code, 64);
+    let err = coll
+        .insert_one(&doc)
+        .write_concern(majority_within(200))
+        .run()
+        .expect_err("duplicate");
+    assert!(
+        matches!(&*err.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable() {
+    for retryable in [false, true] {
+        let Some(set) = fake_only("write_concern::a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable", FAKE_ONLY) else {
+            return;
+        };
+        breaths(&set.uri())
+            .insert_one(breath())
+            .run()
+            .expect("warm-up");
+        set.isolate(0);
+        let client = direct(&set, 0);
+        let waiting = thread::spawn(move || {
+            let mut command = doc! { "insert": COLL, "documents": [breath()] };
+            let mut session = client.start_session().run().expect("session");
+            if retryable {
+                command.insert("txnNumber", 1_i64);
+            }
+            client
+                .database(DB)
+                .run_command(command)
+                .session(&mut session)
+                .run()
+                .expect("ok: 1 reply")
+        });
+        wait_for(|| set.documents_on(0, DB, COLL).len() == 2, "the write");
+        set.notice_isolation(0);
+        let reply = waiting.join().expect("the insert returns");
+
+        let wce = reply.get_document("writeConcernError").expect("wce");
+        assert_eq!(wce.get_i32("code"), Ok(189));
+        assert_eq!(wce.get_str("codeName"), Ok("PrimarySteppedDown"));
+        assert_eq!(
+            wce.get_str("errmsg"),
+            Ok("Primary stepped down while waiting for replication")
+        );
+        assert_eq!(reply.get_i32("n"), Ok(1));
+        let labels = reply.get_array("errorLabels").ok();
+        assert_eq!(
+            labels.is_some(),
+            retryable,
+            "label only with a txnNumber: {reply}"
+        );
+        assert_eq!(set.primary(), None);
+    }
+}
+
+#[test]
+fn a_write_held_while_the_primary_steps_down_is_interrupted() {
+    let Some(set) = fake_only(
+        "write_concern::a_write_held_while_the_primary_steps_down_is_interrupted",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
+    let coll = direct(&set, 0).database(DB).collection::<Document>(COLL);
+    coll.insert_one(breath())
+        .run()
+        .expect("opens the connection");
+    set.hang(0);
+    let held = thread::spawn(move || coll.insert_one(breath()).run());
+    wait_for(|| set.insert_count() == 2, "the insert to arrive");
+    set.step_down();
+    set.unhang(0);
+    let err = held.join().expect("joins").expect_err("interrupted");
+    let ErrorKind::Command(e) = &*err.kind else {
+        panic!("expected a command error, got {err:?}");
+    };
+    assert_eq!(
+        (e.code, e.code_name.as_str()),
+        (11602, "InterruptedDueToReplStateChange")
+    );
+    assert_eq!(set.documents_on(0, DB, COLL).len(), 1);
+}
