@@ -19,14 +19,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::sync::Arc;
 
 use bson::oid::ObjectId;
 use bson::{doc, Document, RawDocument, RawDocumentBuf};
 use chrono::{DateTime, Utc};
 use mongodb::error::{Error, ErrorKind};
+use mongodb::options::SelectionCriteria;
 use mongodb::sync::Collection;
 use mongodb::IndexModel;
+use mongodb::ServerInfo;
 
+use crate::client::LastAnswered;
 use crate::config::AuditSettings;
 use crate::retry;
 
@@ -106,8 +110,12 @@ struct Breath {
 }
 
 /// Reads the breaths of `settings`' collection in its window and reports on them.
+/// `member` is the member that answered the first pass: the second reads it too, so that both
+/// count the same majority snapshot or a later one of the same member, never a lagging
+/// member's older one.
 pub fn audit(
     breaths: &Collection<RawDocumentBuf>,
+    member: &LastAnswered,
     settings: &AuditSettings,
 ) -> Result<Report, Error> {
     let filter = window(settings);
@@ -122,12 +130,12 @@ pub fn audit(
     }
 
     let mut order = Order::new(Timeline::spanning(holes.earliest, holes.latest));
-    let mut cursor = breaths
-        .find(filter)
-        .sort(by_time())
-        .batch_size(BATCH)
-        .allow_disk_use(true)
-        .run()?;
+    let mut second = breaths.find(filter).sort(by_time());
+    if let Some(address) = member.get() {
+        let same_member = move |server: &ServerInfo| server.address() == &address;
+        second = second.selection_criteria(SelectionCriteria::Predicate(Arc::new(same_member)));
+    }
+    let mut cursor = second.batch_size(BATCH).allow_disk_use(true).run()?;
     while cursor.advance()? {
         if let Some(breath) = breath(cursor.current()) {
             order.see(&breath);

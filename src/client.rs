@@ -24,7 +24,9 @@
 //! the next election could make), and from the primary when there is one, else from a
 //! secondary, so that an audit can run during an election. It waits at most five seconds
 //! for a member to read from. The URI's `readConcernLevel`, `readPreference` and
-//! `serverSelectionTimeoutMS` win.
+//! `serverSelectionTimeoutMS` win. Its client also remembers which member answered its first
+//! `find`, so that its second pass reads the same member: two members can hold different
+//! majority snapshots (one lags), and passes that each read another would disagree.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -57,11 +59,26 @@ impl fmt::Display for BadUri {
 
 impl std::error::Error for BadUri {}
 
-/// The member that answered the last insert, if any has.
+/// The member that answered the last command of one name (an insert: the primary as the
+/// write found it), if any has.
 #[derive(Clone, Debug, Default)]
-pub struct LastPrimary(Arc<Mutex<Option<ServerAddress>>>);
+pub struct LastAnswered(Arc<Mutex<Option<ServerAddress>>>);
 
-impl LastPrimary {
+impl LastAnswered {
+    /// Sets `options` to remember the member that answers each command named `command`.
+    fn watch(options: &mut ClientOptions, command: &'static str) -> LastAnswered {
+        let last = LastAnswered::default();
+        let answered = last.clone();
+        options.command_event_handler = Some(EventHandler::callback(move |event| {
+            if let CommandEvent::Succeeded(event) = event {
+                if event.command_name == command {
+                    answered.set(event.connection.address);
+                }
+            }
+        }));
+        last
+    }
+
     pub fn get(&self) -> Option<ServerAddress> {
         self.0
             .lock()
@@ -76,17 +93,9 @@ impl LastPrimary {
 
 /// The collection breaths go to, on a client tuned for riding out failovers, and where its
 /// last insert went.
-pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastPrimary), BadUri> {
+pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastAnswered), BadUri> {
     let mut options = run_options(settings)?;
-    let primary = LastPrimary::default();
-    let answered = primary.clone();
-    options.command_event_handler = Some(EventHandler::callback(move |event| {
-        if let CommandEvent::Succeeded(event) = event {
-            if event.command_name == "insert" {
-                answered.set(event.connection.address);
-            }
-        }
-    }));
+    let primary = LastAnswered::watch(&mut options, "insert");
     let client = Client::with_options(options).map_err(BadUri)?;
     let breaths = client
         .database(&settings.db)
@@ -94,14 +103,19 @@ pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastPrimary
     Ok((breaths, primary))
 }
 
-/// The collection `mabel audit` reads, as raw BSON: it looks at three fields of each
-/// document and has no use for decoding the rest.
-pub fn audited(settings: &AuditSettings) -> Result<Collection<RawDocumentBuf>, BadUri> {
-    let options = audit_options(settings)?;
+/// The collection `mabel audit` reads, as raw BSON (it looks at three fields of each
+/// document and has no use for decoding the rest), and the member that answered its last
+/// `find`.
+pub fn audited(
+    settings: &AuditSettings,
+) -> Result<(Collection<RawDocumentBuf>, LastAnswered), BadUri> {
+    let mut options = audit_options(settings)?;
+    let member = LastAnswered::watch(&mut options, "find");
     let client = Client::with_options(options).map_err(BadUri)?;
-    Ok(client
+    let breaths = client
         .database(&settings.db)
-        .collection(&settings.collection))
+        .collection(&settings.collection);
+    Ok((breaths, member))
 }
 
 /// What every client of mabel's has: its name in the server's logs, and the heartbeat and

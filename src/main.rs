@@ -28,7 +28,7 @@ use mongodb::options::ServerAddress;
 use mongodb::sync::Collection;
 
 use breath::Breath;
-use client::LastPrimary;
+use client::LastAnswered;
 use config::{AuditSettings, Settings};
 use retry::{Failure, Policy, Verdict};
 use spool::Spool;
@@ -66,8 +66,9 @@ fn try_main() -> Result<(), Error> {
 
 /// Reads the breaths back and says what it found; something lost or doubled is an error.
 fn audit(settings: &AuditSettings) -> Result<(), Error> {
-    let breaths = client::audited(settings).map_err(|e| Error::BadInput(e.to_string()))?;
-    let report = audit::audit(&breaths, settings).map_err(|e| Error::CouldntRead {
+    let (breaths, member) =
+        client::audited(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let report = audit::audit(&breaths, &member, settings).map_err(|e| Error::CouldntRead {
         namespace: format!("{}.{}", settings.db, settings.collection),
         error: audit::describe(&e),
     })?;
@@ -125,7 +126,7 @@ fn run(settings: &Settings) -> Result<(), Error> {
 /// Writes breaths and keeps the tally of the run.
 struct Writer {
     breaths: Collection<Document>,
-    primary: LastPrimary,
+    primary: LastAnswered,
     policy: Policy,
     stop: Stop,
     tally: Tally,

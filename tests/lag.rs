@@ -95,3 +95,40 @@ fn the_audit_does_not_count_a_breath_only_the_primary_holds() {
     let report = audit(&set);
     assert_eq!(report["breaths"], 10, "{report}");
 }
+
+/// Both passes of an audit read one member. With one secondary lagging and the other not, the
+/// two hold different majority snapshots; passes that each picked a member of their own would
+/// count the breaths of one and the writers (from the `_id` pass) of the other.
+#[test]
+fn both_passes_of_an_audit_read_the_same_member() {
+    let Some(set) = fake_only(
+        "lag::both_passes_of_an_audit_read_the_same_member",
+        FAKE_ONLY,
+    ) else {
+        return;
+    };
+    let run = || {
+        let args = ["run", "--interval", "0.02", "--count", "5"];
+        let outcome = Mabel::start(&set.uri(), &args).finish(WATCHDOG);
+        assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    };
+    run();
+    // Member 1 stops copying; member 2 and the primary make the majority for the next five.
+    set.set_lag(1, FOREVER);
+    run();
+    let uri = format!("{}&readPreference=secondary", set.uri());
+    for _ in 0..12 {
+        let output = support::mabel::command()
+            .args(["audit", "--json", "--uri", &uri])
+            .output()
+            .expect("mabel audit runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let report: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        let seen = (report["processes"].as_u64(), report["breaths"].as_u64());
+        assert!(
+            seen == (Some(1), Some(5)) || seen == (Some(2), Some(10)),
+            "the passes read different members: {report}"
+        );
+    }
+}
