@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use bson::oid::ObjectId;
 use bson::Document;
-use serde_json::Value;
 use support::mabel::{assert_stored_exactly_once, Confirmed, Mabel, Outcome};
 use support::spool_file::{self, waiting_in, Spooled};
 use support::FakeReplicaSet;
@@ -94,13 +93,8 @@ fn assert_confirmed_from(confirmed: &[Confirmed], backlog: &[Spooled]) {
 
 /// `mabel audit --json` finds exactly `breaths` breaths, none lost, none doubled.
 fn assert_audit_clean(set: &FakeReplicaSet, breaths: usize) {
-    let output = support::mabel::command()
-        .args(["audit", "--json", "--uri", &set.uri()])
-        .output()
-        .expect("mabel audit runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    assert_eq!(output.status.code(), Some(0), "{report}");
+    let (code, report) = support::mabel::audit(&set.uri());
+    assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["doubled"], 0, "{report}");
     assert_eq!(report["foreign"], 0, "{report}");

@@ -20,12 +20,7 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 const FOREVER: Duration = Duration::from_secs(3600);
 
 fn audit(set: &FakeReplicaSet) -> Value {
-    let output = support::mabel::command()
-        .args(["audit", "--json", "--uri", &set.uri()])
-        .output()
-        .expect("mabel audit runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    support::mabel::audit(&set.uri()).1
 }
 
 #[test]
@@ -118,13 +113,7 @@ fn both_passes_of_an_audit_read_the_same_member() {
     run();
     let uri = format!("{}&readPreference=secondary", set.uri());
     for _ in 0..12 {
-        let output = support::mabel::command()
-            .args(["audit", "--json", "--uri", &uri])
-            .output()
-            .expect("mabel audit runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let report: Value =
-            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        let (_, report) = support::mabel::audit(&uri);
         let seen = (report["processes"].as_u64(), report["breaths"].as_u64());
         assert!(
             seen == (Some(1), Some(5)) || seen == (Some(2), Some(10)),

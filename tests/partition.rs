@@ -67,13 +67,7 @@ fn partition(
 }
 
 fn audit(set: &FakeReplicaSet) -> (Option<i32>, Value) {
-    let output = support::mabel::command()
-        .args(["audit", "--json", "--uri", &set.uri()])
-        .output()
-        .expect("mabel audit runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    (output.status.code(), report)
+    support::mabel::audit(&set.uri())
 }
 
 fn ids(docs: &[Document]) -> HashSet<ObjectId> {

@@ -301,12 +301,7 @@ fn run(test: &str, args: &[&str]) -> Option<Run> {
         set.set_lag(member, Duration::ZERO);
     }
 
-    let audit = support::mabel::command()
-        .args(["audit", "--json", "--uri", &set.uri()])
-        .output()
-        .expect("mabel audit runs");
-    let stdout = String::from_utf8_lossy(&audit.stdout);
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let (audit_exit, report) = support::mabel::audit(&set.uri());
     let run = Run {
         seed,
         retry_writes,
@@ -315,7 +310,7 @@ fn run(test: &str, args: &[&str]) -> Option<Run> {
         injected,
         elapsed,
         report,
-        audit_code: audit.status.code(),
+        audit_code: audit_exit,
     };
     run.say_figures(args);
     Some(run)

@@ -121,12 +121,7 @@ fn assert_in_time_order(stored: &[Document]) {
 
 /// `mabel audit --json` on the set: what the real audit finds, lost and doubled included.
 fn audit(set: &FakeReplicaSet) -> Value {
-    let output = support::mabel::command()
-        .args(["audit", "--json", "--uri", &set.uri()])
-        .output()
-        .expect("mabel audit runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    support::mabel::audit(&set.uri()).1
 }
 
 /// The audit finds exactly `breaths` breaths, none lost, none doubled, nothing foreign.

@@ -49,6 +49,17 @@ pub fn command() -> Command {
     command
 }
 
+/// `mabel audit --json` on the breaths at `uri`: its exit code and its report.
+pub fn audit(uri: &str) -> (Option<i32>, serde_json::Value) {
+    let output = command()
+        .args(["audit", "--json", "--uri", uri])
+        .output()
+        .expect("mabel audit runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (output.status.code(), report)
+}
+
 impl Mabel {
     /// Starts `mabel <args>` with `--uri uri`; `MONGODB_URI` and `RUST_LOG` are cleared so the
     /// test alone decides.
