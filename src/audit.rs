@@ -25,12 +25,10 @@ use bson::oid::ObjectId;
 use bson::{doc, Document, RawDocument, RawDocumentBuf};
 use chrono::{DateTime, Utc};
 use mongodb::error::{Error, ErrorKind};
-use mongodb::options::SelectionCriteria;
-use mongodb::sync::Collection;
+use mongodb::options::{ReadPreference, SelectionCriteria, ServerAddress};
+use mongodb::sync::Database;
 use mongodb::IndexModel;
-use mongodb::ServerInfo;
 
-use crate::client::LastAnswered;
 use crate::config::AuditSettings;
 use crate::retry;
 
@@ -110,19 +108,18 @@ struct Breath {
 }
 
 /// Reads the breaths of `settings`' collection in its window and reports on them.
-/// `member` is the member that answered the first pass: the second reads it too, so that both
-/// count the same majority snapshot or a later one of the same member, never a lagging
-/// member's older one.
-pub fn audit(
-    breaths: &Collection<RawDocumentBuf>,
-    member: &LastAnswered,
-    settings: &AuditSettings,
-) -> Result<Report, Error> {
+/// Both passes read one member, the one the read preference picks first: two members can
+/// hold different majority snapshots (one lags), and passes that each read another would
+/// count the writers of one snapshot and the breaths of the other.
+pub fn audit(db: &Database, settings: &AuditSettings) -> Result<Report, Error> {
+    let breaths = db.collection::<RawDocumentBuf>(&settings.collection);
+    let member = one_member(db)?;
     let filter = window(settings);
     let mut holes = Holes::default();
     let mut cursor = breaths
         .find(filter.clone())
         .sort(doc! { "_id": 1 })
+        .selection_criteria(member.clone())
         .batch_size(BATCH)
         .run()?;
     while cursor.advance()? {
@@ -130,18 +127,40 @@ pub fn audit(
     }
 
     let mut order = Order::new(Timeline::spanning(holes.earliest, holes.latest));
-    let mut second = breaths.find(filter).sort(by_time());
-    if let Some(address) = member.get() {
-        let same_member = move |server: &ServerInfo| server.address() == &address;
-        second = second.selection_criteria(SelectionCriteria::Predicate(Arc::new(same_member)));
-    }
-    let mut cursor = second.batch_size(BATCH).allow_disk_use(true).run()?;
+    let mut cursor = breaths
+        .find(filter)
+        .sort(by_time())
+        .selection_criteria(member)
+        .batch_size(BATCH)
+        .allow_disk_use(true)
+        .run()?;
     while cursor.advance()? {
         if let Some(breath) = breath(cursor.current()) {
             order.see(&breath);
         }
     }
     Ok(Report::new(settings, holes, order))
+}
+
+/// The member the read preference picks now, asked its name (`hello`'s `me`) and then
+/// chosen by that name.
+fn one_member(db: &Database) -> Result<SelectionCriteria, Error> {
+    let picked = db
+        .selection_criteria()
+        .cloned()
+        .unwrap_or(SelectionCriteria::ReadPreference(ReadPreference::Primary));
+    let hello = db
+        .run_command(doc! { "hello": 1 })
+        .selection_criteria(picked.clone())
+        .run()?;
+    let Ok(me) = hello.get_str("me") else {
+        // Not a replica-set member (a standalone has one member anyway).
+        return Ok(picked);
+    };
+    let me = ServerAddress::parse(me)?;
+    Ok(SelectionCriteria::Predicate(Arc::new(move |server| {
+        server.address() == &me
+    })))
 }
 
 /// The order of the audit's second pass. On a year of breaths a server sorts that only with an

@@ -24,22 +24,21 @@
 //! the next election could make), and from the primary when there is one, else from a
 //! secondary, so that an audit can run during an election. It waits at most five seconds
 //! for a member to read from. The URI's `readConcernLevel`, `readPreference` and
-//! `serverSelectionTimeoutMS` win. Its client also remembers which member answered its first
-//! `find`, so that its second pass reads the same member: two members can hold different
-//! majority snapshots (one lags), and passes that each read another would disagree.
+//! `serverSelectionTimeoutMS` win. Both of the audit's passes read the member that read
+//! preference picks first (see `audit`).
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bson::{Document, RawDocumentBuf};
+use bson::Document;
 use mongodb::event::command::CommandEvent;
 use mongodb::event::EventHandler;
 use mongodb::options::{
     Acknowledgment, ClientOptions, ReadConcern, ReadPreference, SelectionCriteria, ServerAddress,
     WriteConcern,
 };
-use mongodb::sync::{Client, Collection};
+use mongodb::sync::{Client, Collection, Database};
 
 use crate::config::{AuditSettings, Settings, W};
 
@@ -59,26 +58,11 @@ impl fmt::Display for BadUri {
 
 impl std::error::Error for BadUri {}
 
-/// The member that answered the last command of one name (an insert: the primary as the
-/// write found it), if any has.
+/// The member that answered the last insert, if any has.
 #[derive(Clone, Debug, Default)]
-pub struct LastAnswered(Arc<Mutex<Option<ServerAddress>>>);
+pub struct LastPrimary(Arc<Mutex<Option<ServerAddress>>>);
 
-impl LastAnswered {
-    /// Sets `options` to remember the member that answers each command named `command`.
-    fn watch(options: &mut ClientOptions, command: &'static str) -> LastAnswered {
-        let last = LastAnswered::default();
-        let answered = last.clone();
-        options.command_event_handler = Some(EventHandler::callback(move |event| {
-            if let CommandEvent::Succeeded(event) = event {
-                if event.command_name == command {
-                    answered.set(event.connection.address);
-                }
-            }
-        }));
-        last
-    }
-
+impl LastPrimary {
     pub fn get(&self) -> Option<ServerAddress> {
         self.0
             .lock()
@@ -93,9 +77,17 @@ impl LastAnswered {
 
 /// The collection breaths go to, on a client tuned for riding out failovers, and where its
 /// last insert went.
-pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastAnswered), BadUri> {
+pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastPrimary), BadUri> {
     let mut options = run_options(settings)?;
-    let primary = LastAnswered::watch(&mut options, "insert");
+    let primary = LastPrimary::default();
+    let answered = primary.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Succeeded(event) = event {
+            if event.command_name == "insert" {
+                answered.set(event.connection.address);
+            }
+        }
+    }));
     let client = Client::with_options(options).map_err(BadUri)?;
     let breaths = client
         .database(&settings.db)
@@ -103,19 +95,11 @@ pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastAnswere
     Ok((breaths, primary))
 }
 
-/// The collection `mabel audit` reads, as raw BSON (it looks at three fields of each
-/// document and has no use for decoding the rest), and the member that answered its last
-/// `find`.
-pub fn audited(
-    settings: &AuditSettings,
-) -> Result<(Collection<RawDocumentBuf>, LastAnswered), BadUri> {
-    let mut options = audit_options(settings)?;
-    let member = LastAnswered::watch(&mut options, "find");
+/// The database `mabel audit` reads.
+pub fn audited(settings: &AuditSettings) -> Result<Database, BadUri> {
+    let options = audit_options(settings)?;
     let client = Client::with_options(options).map_err(BadUri)?;
-    let breaths = client
-        .database(&settings.db)
-        .collection(&settings.collection);
-    Ok((breaths, member))
+    Ok(client.database(&settings.db))
 }
 
 /// What every client of mabel's has: its name in the server's logs, and the heartbeat and

@@ -28,7 +28,7 @@ use mongodb::options::ServerAddress;
 use mongodb::sync::Collection;
 
 use breath::Breath;
-use client::LastAnswered;
+use client::LastPrimary;
 use config::{AuditSettings, Settings};
 use retry::{Failure, Policy, Verdict};
 use spool::Spool;
@@ -66,9 +66,8 @@ fn try_main() -> Result<(), Error> {
 
 /// Reads the breaths back and says what it found; something lost or doubled is an error.
 fn audit(settings: &AuditSettings) -> Result<(), Error> {
-    let (breaths, member) =
-        client::audited(settings).map_err(|e| Error::BadInput(e.to_string()))?;
-    let report = audit::audit(&breaths, &member, settings).map_err(|e| Error::CouldntRead {
+    let db = client::audited(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let report = audit::audit(&db, settings).map_err(|e| Error::CouldntRead {
         namespace: format!("{}.{}", settings.db, settings.collection),
         error: audit::describe(&e),
     })?;
@@ -126,7 +125,7 @@ fn run(settings: &Settings) -> Result<(), Error> {
 /// Writes breaths and keeps the tally of the run.
 struct Writer {
     breaths: Collection<Document>,
-    primary: LastAnswered,
+    primary: LastPrimary,
     policy: Policy,
     stop: Stop,
     tally: Tally,
