@@ -170,8 +170,10 @@ pub fn report(
     out.push_str("\n![failover overhead per scenario and writer](failover.svg)\n");
     if late > 0 {
         out.push_str(&format!(
-            "\nWrites confirmed after the failure but before the election: {late}. They had \
-             reached the old primary before it failed and count as before the failure.\n"
+            "\nWrites confirmed after the failure but before the election: {late}. Where a \
+             member died, they had reached the old primary before it failed and count as before \
+             the failure; in the partition they are writes the cut-off primary acknowledged on \
+             its own (the seed's, at w: 1), which its rollback took back: the lost column.\n"
         ));
     }
     let notes: Vec<String> = results
