@@ -46,6 +46,7 @@ mod election;
 mod errors;
 mod fail_command;
 mod failpoint;
+mod indexes;
 mod member;
 mod oplog;
 mod primary;
