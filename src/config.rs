@@ -303,10 +303,21 @@ mod tests {
                 "--spool-max-bytes",
             ),
             (&["--spool-max-bytes", "100000"][..], "--spool-max-bytes"),
+            (&["--spool", "s", "--batch", "0"][..], "--batch"),
+            (&["--spool", "s", "--batch", "100001"][..], "--batch"),
+            (&["--batch", "10"][..], "--batch"),
         ] {
             let err = parse(args, None).unwrap_err();
             assert!(err.starts_with(flag), "{args:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn a_spool_takes_a_batch_size_and_a_count_of_zero() {
+        let s = parse(&["--spool", "s"], None).unwrap();
+        assert_eq!(s.spool.unwrap().batch, spool::DEFAULT_BATCH);
+        let s = parse(&["--spool", "s", "--batch", "1", "--count", "0"], None).unwrap();
+        assert_eq!((s.spool.unwrap().batch, s.count), (1, Some(0)));
     }
 
     fn audit(args: &[&str]) -> Result<AuditSettings, String> {
