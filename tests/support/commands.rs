@@ -1,9 +1,9 @@
 //! What a member answers to each command, given its role at that instant.
 //!
 //! Implemented: `hello`/`isMaster`, `insert`, `find`, `getMore`, `killCursors`,
-//! `listIndexes`, `createIndexes` (`indexes.rs`: single-field, or compound and not unique), `ping`,
-//! `endSessions`, `buildInfo`, and the test commands `configureFailPoint` (`failpoint.rs`),
-//! `replSetStepDown` and `replSetFreeze` (`stepdown.rs`).
+//! `listIndexes` and `createIndexes` (`indexes.rs`: single-field, or compound and not
+//! unique), `ping`, `endSessions`, `buildInfo`, and the test commands `configureFailPoint`
+//! (`failpoint.rs`), `replSetStepDown` and `replSetFreeze` (`stepdown.rs`).
 //! Every other command gets CommandNotFound, which a real server would not say for real
 //! commands such as `aggregate`, `count`, `update` or `delete`.
 //! `readConcern` is honoured by `find` ("majority" reads at the member's commit point,
