@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::fs;
-use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
@@ -12,6 +10,7 @@ use bson::{doc, Document};
 use mongodb::sync::{Client, Collection};
 
 use support::mabel::{assert_stored_exactly_once, Mabel};
+use support::spool_file::Scratch;
 use support::FakeReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -59,11 +58,8 @@ fn mabel_run_creates_the_index_once_and_finds_it_there_the_next_time() {
 #[test]
 fn no_primary_to_build_the_index_is_a_warning_and_breathing_goes_on() {
     let set = FakeReplicaSet::start();
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("audit-index-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("make the test's directory");
-    let spool = dir.join("spool");
+    let dir = Scratch::new("audit-index");
+    let spool = dir.spool();
     for member in 0..3 {
         set.kill(member);
     }
@@ -88,7 +84,6 @@ fn no_primary_to_build_the_index_is_a_warning_and_breathing_goes_on() {
     }
     set.elect(0);
     let outcome = mabel.finish(WATCHDOG);
-    let _ = fs::remove_dir_all(&dir);
 
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     assert!(

@@ -8,46 +8,19 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bson::oid::ObjectId;
 use bson::Document;
 use support::mabel::{assert_stored_exactly_once, Confirmed, Mabel, Outcome};
-use support::spool_file::{self, waiting_in, Spooled};
+use support::spool_file::{self, waiting_in, Scratch, Spooled};
 use support::FakeReplicaSet;
 
 const DB: &str = "mabel";
 const COLL: &str = "breaths";
 const WATCHDOG: Duration = Duration::from_secs(120);
-
-/// A directory of its own for one test in one process, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let name = format!("catchup-{test}-{}", std::process::id());
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("make the test's directory");
-        Scratch(dir)
-    }
-
-    /// A spool in which `backlog` waits.
-    fn spool(&self, backlog: &[Spooled]) -> PathBuf {
-        let path = self.0.join("spool");
-        spool_file::write(&path, backlog);
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Starts `mabel run --spool SPOOL --count 0 EXTRA...`: write the backlog, then exit.
 fn drain(set: &FakeReplicaSet, spool: &Path, extra: &[&str]) -> Mabel {
@@ -120,9 +93,10 @@ fn finished(mabel: Mabel) -> Outcome {
 #[test]
 fn a_backlog_goes_in_batches_and_one_at_a_time_with_batch_1() {
     let set = FakeReplicaSet::start();
-    let dir = Scratch::new("batches");
+    let dir = Scratch::new("catchup-batches");
     let backlog = spool_file::backlog(2_400);
-    let spool = dir.spool(&backlog);
+    let spool = dir.spool();
+    spool_file::write(&spool, &backlog);
 
     let outcome = finished(drain(&set, &spool, &["--batch", "500"]));
     assert_eq!(set.insert_count(), 5, "2,400 breaths in batches of 500");
@@ -141,9 +115,10 @@ fn a_backlog_goes_in_batches_and_one_at_a_time_with_batch_1() {
 
     // The same backlog, one breath per insert, slow enough to be caught catching up.
     let set = FakeReplicaSet::start();
-    let dir = Scratch::new("one-at-a-time");
+    let dir = Scratch::new("catchup-one-at-a-time");
     let backlog = spool_file::backlog(400);
-    let spool = dir.spool(&backlog);
+    let spool = dir.spool();
+    spool_file::write(&spool, &backlog);
     set.set_write_latency(Duration::from_millis(5));
     let outcome = finished(drain(&set, &spool, &["--batch", "1"]));
     assert_eq!(set.insert_count(), 400, "one insert a breath");
@@ -159,9 +134,10 @@ fn a_backlog_goes_in_batches_and_one_at_a_time_with_batch_1() {
 #[test]
 fn breaths_already_stored_count_once_and_the_rest_are_written() {
     let set = FakeReplicaSet::start();
-    let dir = Scratch::new("some-stored");
+    let dir = Scratch::new("catchup-some-stored");
     let backlog = spool_file::backlog(60);
-    let spool = dir.spool(&backlog);
+    let spool = dir.spool();
+    spool_file::write(&spool, &backlog);
     // As if an earlier run had written these and died before marking them in the spool: a
     // run of them inside the first batch, and one alone in the second.
     let landed: HashSet<ObjectId> = backlog[5..15]
@@ -195,11 +171,12 @@ fn breaths_already_stored_count_once_and_the_rest_are_written() {
 #[test]
 fn a_batch_refused_for_good_stops_mabel_naming_the_breath() {
     let set = FakeReplicaSet::start();
-    let dir = Scratch::new("refused");
+    let dir = Scratch::new("catchup-refused");
     let mut backlog = spool_file::backlog(80);
     backlog[33].oxygen = backlog[30].oxygen;
     let refused = backlog[33].id;
-    let spool = dir.spool(&backlog);
+    let spool = dir.spool();
+    spool_file::write(&spool, &backlog);
     set.add_unique_index(DB, COLL, "oxygen");
 
     let outcome = drain(&set, &spool, &["--batch", "20"]).finish(WATCHDOG);
@@ -227,9 +204,10 @@ fn a_batch_refused_for_good_stops_mabel_naming_the_breath() {
 #[test]
 fn killed_mid_backlog_with_a_batch_in_limbo_then_restarted_nothing_lost_or_doubled() {
     let set = FakeReplicaSet::start();
-    let dir = Scratch::new("killed");
+    let dir = Scratch::new("catchup-killed");
     let backlog = spool_file::backlog(10_000);
-    let spool = dir.spool(&backlog);
+    let spool = dir.spool();
+    spool_file::write(&spool, &backlog);
     // Slow enough that the test can act between batches: 100 batches of 50 ms.
     set.set_write_latency(Duration::from_millis(50));
     let extra = ["--batch", "100", "--retry-wait", "0.3", "--attempts", "100"];

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,36 +15,13 @@ use bson::Document;
 use chrono::Utc;
 use serde_json::Value;
 use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
-use support::spool_file::waiting_in;
+use support::spool_file::{waiting_in, Scratch};
 use support::target::{fake_only, Target};
 use support::FakeReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 const HEADER: usize = 8;
 const RECORD: usize = 33;
-
-/// A directory of its own for one test in one process, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let name = format!("spool-{test}-{}", std::process::id());
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("make the test's directory");
-        Scratch(dir)
-    }
-
-    fn spool(&self) -> PathBuf {
-        self.0.join("spool")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn kill_every_member(set: &FakeReplicaSet) {
     for member in 0..3 {
@@ -147,7 +124,7 @@ fn killed_mid_retry_and_restarted_every_spooled_breath_is_stored_once() {
     ) else {
         return;
     };
-    let dir = Scratch::new("killed");
+    let dir = Scratch::new("spool-killed");
     let spool = dir.spool();
     let extra = [
         "--interval",
@@ -239,7 +216,7 @@ fn an_outage_past_the_deadline_loses_nothing_and_keeps_the_order() {
     ) else {
         return;
     };
-    let dir = Scratch::new("outage");
+    let dir = Scratch::new("spool-outage");
     let spool = dir.spool();
     let extra = [
         "--interval",
@@ -299,7 +276,7 @@ fn a_signal_in_an_outage_leaves_the_waiting_breaths_for_the_next_run() {
     ) else {
         return;
     };
-    let dir = Scratch::new("signal");
+    let dir = Scratch::new("spool-signal");
     let spool = dir.spool();
     let extra = [
         "--interval",
@@ -358,7 +335,7 @@ fn a_torn_last_record_is_skipped_with_a_warning() {
     ) else {
         return;
     };
-    let dir = Scratch::new("torn");
+    let dir = Scratch::new("spool-torn");
     let spool = dir.spool();
     let waiting = spool_up_breaths(&set, &spool, 5);
     // A power cut in the middle of appending the last record.
@@ -399,7 +376,7 @@ fn a_damaged_record_in_the_middle_stops_mabel_and_names_its_offset() {
     ) else {
         return;
     };
-    let dir = Scratch::new("damaged");
+    let dir = Scratch::new("spool-damaged");
     let spool = dir.spool();
     spool_up_breaths(&set, &spool, 5);
     let mut bytes = fs::read(&spool).unwrap();
@@ -434,7 +411,7 @@ fn a_damaged_record_in_the_middle_stops_mabel_and_names_its_offset() {
 #[test]
 fn a_second_mabel_on_the_same_spool_is_refused() {
     let target = Target::start();
-    let dir = Scratch::new("two");
+    let dir = Scratch::new("spool-two");
     let spool = dir.spool();
     let mut first = target.mabel(&args(&spool, &["--interval", "0.05", "--count", "30"]));
     first.wait_for_breaths(3, Duration::from_secs(30));
@@ -466,7 +443,7 @@ fn a_full_spool_stops_mabel_and_names_the_breath_it_could_not_keep() {
     ) else {
         return;
     };
-    let dir = Scratch::new("full");
+    let dir = Scratch::new("spool-full");
     let spool = dir.spool();
     kill_every_member(&set);
     let max = (HEADER + 5 * RECORD).to_string();
@@ -531,7 +508,7 @@ fn bad_spool_flags_and_unusable_spools_are_refused_before_anything_is_tried() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("--spool-max-bytes"), "{stderr}");
 
-    let dir = Scratch::new("unusable");
+    let dir = Scratch::new("spool-unusable");
     let nowhere = dir.0.join("no/such/dir/spool");
     let (code, stderr) = refused(&["run", "--spool", nowhere.to_str().unwrap()]);
     assert_eq!(code, Some(2));

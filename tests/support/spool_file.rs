@@ -6,7 +6,7 @@
 //! `mabel audit` expects of breaths that were all written.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bson::oid::ObjectId;
 use bson::{doc, DateTime, Document};
@@ -15,6 +15,31 @@ const MAGIC: &[u8; 8] = b"MABELSP1";
 const RECORD: usize = 33;
 const WAITING: u8 = 1;
 const WRITTEN: u8 = 2;
+
+/// A directory of its own for one test in one process, for a spool and its neighbours;
+/// removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(test: &str) -> Scratch {
+        let name = format!("{test}-{}", std::process::id());
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("make the test's directory");
+        Scratch(dir)
+    }
+
+    /// Where the test's spool goes.
+    pub fn spool(&self) -> PathBuf {
+        self.0.join("spool")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
 
 /// A breath on the spool: what mabel must store, to the bit.
 #[derive(Clone, Debug, PartialEq)]
