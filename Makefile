@@ -155,7 +155,7 @@ revive:
 	$(COMPOSE) start $(MEMBERS)
 
 test: lint
-	cargo test
+	cargo test --workspace
 
 # The integration tests against the compose set: MABEL_TEST_URI points them at it, COMPOSE
 # lets them kill, start and pause members. One test at a time, since they share one set.
@@ -176,7 +176,7 @@ test-real: up
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	cargo fmt --all

@@ -10,8 +10,9 @@
 //! cores, so the wall time is the audit's cost plus the fake's, on the loopback: not a
 //! prediction for a real server. The CPU time is mabel's alone.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/support/mabel.rs"]
+#[allow(dead_code)]
+mod mabel;
 
 use std::process::Stdio;
 use std::thread;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use bson::doc;
 use bson::oid::ObjectId;
 
-use support::FakeReplicaSet;
+use mabel_sim::ReplicaSet;
 
 const PROCESSES: u32 = 4;
 const START_SECONDS: i64 = 1_795_000_020;
@@ -33,7 +34,7 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(1_000_000),
     ];
-    let set = FakeReplicaSet::start();
+    let set = ReplicaSet::start();
     let mut seeded = 0;
     println!("mabel audit on the fake replica set, {PROCESSES} writing processes");
     for size in sizes {
@@ -50,7 +51,7 @@ fn main() {
 
 /// Breaths `from..to`, dealt round-robin to the processes: each breathes once a second, a
 /// quarter of a second after the one before.
-fn seed(set: &FakeReplicaSet, from: u64, to: u64) {
+fn seed(set: &ReplicaSet, from: u64, to: u64) {
     for n in from..to {
         let process = (n % u64::from(PROCESSES)) as u8;
         let counter = (n / u64::from(PROCESSES)) as u32 & 0xff_ffff;
@@ -66,9 +67,9 @@ fn seed(set: &FakeReplicaSet, from: u64, to: u64) {
     }
 }
 
-fn audit(set: &FakeReplicaSet, size: u64) {
+fn audit(set: &ReplicaSet, size: u64) {
     let began = Instant::now();
-    let mut child = support::mabel::command()
+    let mut child = mabel::command()
         .args(["audit", "--json", "--uri", &set.uri()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -27,8 +27,12 @@
 //!
 //! Environment: `CATCHUP_REPS` (default 3).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/support/mabel.rs"]
+#[allow(dead_code)]
+mod mabel;
+#[path = "../tests/support/spool_file.rs"]
+#[allow(dead_code)]
+mod spool_file;
 
 mod common;
 
@@ -39,8 +43,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bson::oid::ObjectId;
-use support::mabel::{assert_stored_exactly_once, Mabel};
-use support::spool_file::{self, waiting_in, Spooled};
+use mabel::{assert_stored_exactly_once, Mabel};
+use spool_file::{waiting_in, Spooled};
 
 const BACKLOGS: [(usize, &str); 3] = [(60, "a minute"), (3_600, "an hour"), (86_400, "a day")];
 const LATENCIES_MS: [u64; 2] = [0, 5];

@@ -14,8 +14,9 @@
 
 mod common;
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/support/mabel.rs"]
+#[allow(dead_code)]
+mod mabel;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;
@@ -79,7 +80,7 @@ fn busy(n: u64) -> Busy {
     let set = common::fake_set();
     let uri = common::plain_uri(&set, "");
     let started = Instant::now();
-    let mut child = support::mabel::command()
+    let mut child = mabel::command()
         .args([
             "run",
             "--interval",
@@ -145,7 +146,7 @@ fn idle_pair() -> Vec<Idle> {
 fn idle(label: &'static str, extra: &str) -> Idle {
     let set = common::fake_set();
     let uri = common::plain_uri(&set, extra);
-    let mut child = support::mabel::command()
+    let mut child = mabel::command()
         .args(["run", "--uri", &uri])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -9,16 +9,17 @@
 //!   breath. With a spool, measuring and writing overlap on two threads, so the difference
 //!   can come out below zero: the disk figure is the cost, this one is what a user sees.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/support/mabel.rs"]
+#[allow(dead_code)]
+mod mabel;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::mabel::Mabel;
-use support::FakeReplicaSet;
+use mabel::Mabel;
+use mabel_sim::ReplicaSet;
 
 const BREATHS: usize = 2000;
 const ROUNDS: usize = 5;
@@ -89,7 +90,7 @@ fn disk_cost(path: &std::path::Path) -> Duration {
 
 /// One run of the release binary; panics (ending the bench) if it did not write every breath.
 fn run(spool: Option<&std::path::Path>) -> Duration {
-    let set = FakeReplicaSet::start();
+    let set = ReplicaSet::start();
     let count = BREATHS.to_string();
     let mut args = vec!["run", "--interval", "0.001", "--count", &count];
     let spool = spool.map(|p| p.to_string_lossy().into_owned());

@@ -2,12 +2,10 @@
 //! the fake in `make test`, and against a real set in `make test-real`, where the same
 //! assertions show the fake answers as mongod does.
 
-mod support;
-
 use bson::doc;
 use mongodb::error::{Error, ErrorKind};
 
-use support::target::{FailPoint, Mode, Target};
+use crate::support::target::{FailPoint, Mode, Target};
 
 /// The code, code name and message of a command error.
 fn refusal(result: mongodb::error::Result<bson::Document>) -> (i32, String, String) {

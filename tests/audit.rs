@@ -2,16 +2,14 @@
 //! double put there on purpose, windows, documents that are not breaths, bad input and a set
 //! that cannot be reached.
 
-mod support;
-
 use std::time::Duration;
 
 use bson::oid::ObjectId;
 use bson::{doc, Document};
 use serde_json::Value;
 
-use support::target::{fake_only, Target};
-use support::FakeReplicaSet;
+use crate::support::target::{fake_only, Target};
+use mabel_sim::ReplicaSet;
 
 /// Minute-aligned, so the timeline's cells are predictable.
 const START: i64 = 1_795_000_020_000;
@@ -29,7 +27,7 @@ impl Audit {
 }
 
 fn audit(uri: &str, args: &[&str]) -> Audit {
-    let output = support::mabel::command()
+    let output = crate::support::mabel::command()
         .arg("audit")
         .args(["--uri", uri])
         .args(args)
@@ -60,7 +58,7 @@ fn at(second: i64) -> String {
 /// 110 and 111 were built and never stored, and breath 115 is stored again under an id of
 /// process 2.
 /// `None`, after saying so, against a real set: the fake stores documents without the wire.
-fn seeded(test: &str) -> Option<FakeReplicaSet> {
+fn seeded(test: &str) -> Option<ReplicaSet> {
     let set = fake_only(test, "seeds breaths with chosen ids and times")?;
     for c in 100..=120 {
         if ![105, 110, 111].contains(&c) {

@@ -1,21 +1,19 @@
 //! The index `mabel audit` reads a year of breaths by, `{time: 1, _id: 1}`: `mabel run`
 //! creates it once at start, and a set that cannot build it is no reason to stop breathing.
 
-mod support;
-
 use std::thread;
 use std::time::Duration;
 
 use bson::{doc, Document};
 use mongodb::sync::{Client, Collection};
 
-use support::mabel::{assert_stored_exactly_once, Mabel};
-use support::spool_file::Scratch;
-use support::FakeReplicaSet;
+use crate::support::mabel::{assert_stored_exactly_once, Mabel};
+use crate::support::spool_file::Scratch;
+use mabel_sim::ReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-fn breaths(set: &FakeReplicaSet) -> Collection<Document> {
+fn breaths(set: &ReplicaSet) -> Collection<Document> {
     Client::with_uri_str(set.uri())
         .expect("client")
         .database("mabel")
@@ -23,7 +21,7 @@ fn breaths(set: &FakeReplicaSet) -> Collection<Document> {
 }
 
 /// Every index on the breaths, as `listIndexes` gives them: name and key.
-fn indexes(set: &FakeReplicaSet) -> Vec<(String, Document)> {
+fn indexes(set: &ReplicaSet) -> Vec<(String, Document)> {
     breaths(set)
         .list_indexes()
         .run()
@@ -38,7 +36,7 @@ fn indexes(set: &FakeReplicaSet) -> Vec<(String, Document)> {
 
 #[test]
 fn mabel_run_creates_the_index_once_and_finds_it_there_the_next_time() {
-    let set = FakeReplicaSet::start();
+    let set = ReplicaSet::start();
     let args = ["run", "--interval", "0.02", "--count", "3"];
     for _ in 0..2 {
         let outcome = Mabel::start(&set.uri(), &args).finish(WATCHDOG);
@@ -57,7 +55,7 @@ fn mabel_run_creates_the_index_once_and_finds_it_there_the_next_time() {
 
 #[test]
 fn no_primary_to_build_the_index_is_a_warning_and_breathing_goes_on() {
-    let set = FakeReplicaSet::start();
+    let set = ReplicaSet::start();
     let dir = Scratch::new("audit-index");
     let spool = dir.spool();
     for member in 0..3 {

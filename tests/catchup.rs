@@ -2,35 +2,33 @@
 //! spool's promise holds through them: every breath stored once, whatever is killed, dropped
 //! or refused on the way.
 //!
-//! Each test writes its backlog straight into a spool file (`support::spool_file`), then runs
+//! Each test writes its backlog straight into a spool file (`crate::support::spool_file`), then runs
 //! `mabel run --spool FILE --count 0`, which measures nothing and exits once the spool is empty.
-
-mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::mabel::{assert_stored_exactly_once, Confirmed, Mabel, Outcome};
+use crate::support::spool_file::{self, waiting_in, Scratch, Spooled};
 use bson::oid::ObjectId;
 use bson::Document;
-use support::mabel::{assert_stored_exactly_once, Confirmed, Mabel, Outcome};
-use support::spool_file::{self, waiting_in, Scratch, Spooled};
-use support::FakeReplicaSet;
+use mabel_sim::ReplicaSet;
 
 const DB: &str = "mabel";
 const COLL: &str = "breaths";
 const WATCHDOG: Duration = Duration::from_secs(120);
 
 /// Starts `mabel run --spool SPOOL --count 0 EXTRA...`: write the backlog, then exit.
-fn drain(set: &FakeReplicaSet, spool: &Path, extra: &[&str]) -> Mabel {
+fn drain(set: &ReplicaSet, spool: &Path, extra: &[&str]) -> Mabel {
     let spool = spool.to_str().expect("a UTF-8 path");
     let args = [&["run", "--spool", spool, "--count", "0"][..], extra].concat();
     Mabel::start(&set.uri(), &args)
 }
 
 /// The set holds each breath of `backlog` once, exactly as measured, and nothing else.
-fn assert_backlog_stored(set: &FakeReplicaSet, backlog: &[Spooled]) {
+fn assert_backlog_stored(set: &ReplicaSet, backlog: &[Spooled]) {
     let stored = set.documents(DB, COLL);
     let by_id: HashMap<ObjectId, &Document> = stored
         .iter()
@@ -65,8 +63,8 @@ fn assert_confirmed_from(confirmed: &[Confirmed], backlog: &[Spooled]) {
 }
 
 /// `mabel audit --json` finds exactly `breaths` breaths, none lost, none doubled.
-fn assert_audit_clean(set: &FakeReplicaSet, breaths: usize) {
-    let (code, report) = support::mabel::audit(&set.uri());
+fn assert_audit_clean(set: &ReplicaSet, breaths: usize) {
+    let (code, report) = crate::support::mabel::audit(&set.uri());
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["doubled"], 0, "{report}");
@@ -76,7 +74,7 @@ fn assert_audit_clean(set: &FakeReplicaSet, breaths: usize) {
 
 /// Waits until the set has received `n` insert commands. The fake's count, not mabel's
 /// output: the test reads the output far more slowly than mabel writes it.
-fn wait_for_inserts(set: &FakeReplicaSet, n: u64) {
+fn wait_for_inserts(set: &ReplicaSet, n: u64) {
     let deadline = Instant::now() + WATCHDOG;
     while set.insert_count() < n {
         assert!(Instant::now() < deadline, "fewer than {n} inserts came");
@@ -92,7 +90,7 @@ fn finished(mabel: Mabel) -> Outcome {
 
 #[test]
 fn a_backlog_goes_in_batches_and_one_at_a_time_with_batch_1() {
-    let set = FakeReplicaSet::start();
+    let set = ReplicaSet::start();
     let dir = Scratch::new("catchup-batches");
     let backlog = spool_file::backlog(2_400);
     let spool = dir.spool();
@@ -114,7 +112,7 @@ fn a_backlog_goes_in_batches_and_one_at_a_time_with_batch_1() {
     );
 
     // The same backlog, one breath per insert, slow enough to be caught catching up.
-    let set = FakeReplicaSet::start();
+    let set = ReplicaSet::start();
     let dir = Scratch::new("catchup-one-at-a-time");
     let backlog = spool_file::backlog(400);
     let spool = dir.spool();
@@ -133,7 +131,7 @@ fn a_backlog_goes_in_batches_and_one_at_a_time_with_batch_1() {
 
 #[test]
 fn breaths_already_stored_count_once_and_the_rest_are_written() {
-    let set = FakeReplicaSet::start();
+    let set = ReplicaSet::start();
     let dir = Scratch::new("catchup-some-stored");
     let backlog = spool_file::backlog(60);
     let spool = dir.spool();
@@ -170,7 +168,7 @@ fn breaths_already_stored_count_once_and_the_rest_are_written() {
 /// oxygen. In an unordered batch the server writes every other breath and refuses that one.
 #[test]
 fn a_batch_refused_for_good_stops_mabel_naming_the_breath() {
-    let set = FakeReplicaSet::start();
+    let set = ReplicaSet::start();
     let dir = Scratch::new("catchup-refused");
     let mut backlog = spool_file::backlog(80);
     backlog[33].oxygen = backlog[30].oxygen;
@@ -203,7 +201,7 @@ fn a_batch_refused_for_good_stops_mabel_naming_the_breath() {
 
 #[test]
 fn killed_mid_backlog_with_a_batch_in_limbo_then_restarted_nothing_lost_or_doubled() {
-    let set = FakeReplicaSet::start();
+    let set = ReplicaSet::start();
     let dir = Scratch::new("catchup-killed");
     let backlog = spool_file::backlog(10_000);
     let spool = dir.spool();

@@ -1,11 +1,9 @@
 //! The seed's happy path: a healthy set, every breath written at the first attempt.
 
-mod support;
-
 use std::time::Duration;
 
-use support::mabel::{assert_stored_exactly_once, Mabel};
-use support::target::Target;
+use crate::support::mabel::{assert_stored_exactly_once, Mabel};
+use crate::support::target::Target;
 
 #[test]
 fn a_healthy_set_gets_every_breath_once_at_the_first_attempt() {

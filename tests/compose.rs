@@ -1,14 +1,12 @@
 //! The Compose side of the real-set controls and of the Makefile, checked without Docker: a
 //! stub `COMPOSE` records how it is called and plays a set whose primary is mongo2.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use support::real::Compose;
+use crate::support::real::Compose;
 
 /// A directory of the test's own with the stub in it; removed when dropped.
 struct Stub {

@@ -1,25 +1,23 @@
 //! The seed's story and its harder cousins: the primary dies, steps down, hangs, or takes
 //! every member with it, and each confirmed breath must still be stored exactly once.
 
-mod support;
-
 use std::thread;
 use std::time::Duration;
 
-use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
-use support::target::{fake_only, Target};
-use support::FakeReplicaSet;
+use crate::support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use crate::support::target::{fake_only, Target};
+use mabel_sim::ReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 
 /// Starts mabel for `count` breaths at a short interval, waits for `before` of them, breaks
 /// the set with `fault`, and returns how mabel ended.
 fn run_through(
-    set: &FakeReplicaSet,
+    set: &ReplicaSet,
     extra: &[&str],
     count: &str,
     before: usize,
-    fault: impl FnOnce(&FakeReplicaSet),
+    fault: impl FnOnce(&ReplicaSet),
 ) -> Outcome {
     let args = [&["run", "--interval", "0.05", "--count", count][..], extra].concat();
     let mut mabel = Mabel::start(&set.uri(), &args);
@@ -28,7 +26,7 @@ fn run_through(
     mabel.finish(WATCHDOG)
 }
 
-fn assert_all_written(set: &FakeReplicaSet, outcome: &Outcome, count: usize) {
+fn assert_all_written(set: &ReplicaSet, outcome: &Outcome, count: usize) {
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     assert_eq!(outcome.confirmed().len(), count, "{outcome:#?}");
     let stored = set.documents("mabel", "breaths");

@@ -1,12 +1,10 @@
 //! The failover report of `mabel run`: an incident line after each breath that needed more
 //! than one attempt or was the first to reach a new primary, and a summary at the end.
 
-mod support;
-
 use std::time::Duration;
 
-use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
-use support::target::{fake_only, Target};
+use crate::support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use crate::support::target::{fake_only, Target};
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 

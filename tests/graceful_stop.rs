@@ -1,16 +1,14 @@
 //! SIGINT and SIGTERM: the first stops measuring, finishes the breath in flight and ends with
 //! a summary and exit 0; a second exits at once, naming the breath it abandons.
 
-mod support;
-
 use std::collections::HashSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bson::oid::ObjectId;
 
-use support::mabel::{assert_stored_exactly_once, Mabel};
-use support::target::{fake_only, Target};
+use crate::support::mabel::{assert_stored_exactly_once, Mabel};
+use crate::support::target::{fake_only, Target};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 

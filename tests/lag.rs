@@ -2,16 +2,14 @@
 //! only once a majority holds it, and `mabel audit`, which reads with read concern
 //! "majority", does not count a breath only the primary holds.
 
-mod support;
-
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use support::mabel::{assert_stored_exactly_once, Mabel};
-use support::target::fake_only;
-use support::FakeReplicaSet;
+use crate::support::mabel::{assert_stored_exactly_once, Mabel};
+use crate::support::target::fake_only;
+use mabel_sim::ReplicaSet;
 
 /// Why these tests are skipped against a real set (`make test-real`).
 const FAKE_ONLY: &str = "sets a member's replication lag";
@@ -19,8 +17,8 @@ const FAKE_ONLY: &str = "sets a member's replication lag";
 const WATCHDOG: Duration = Duration::from_secs(60);
 const FOREVER: Duration = Duration::from_secs(3600);
 
-fn audit(set: &FakeReplicaSet) -> Value {
-    support::mabel::audit(&set.uri()).1
+fn audit(set: &ReplicaSet) -> Value {
+    crate::support::mabel::audit(&set.uri()).1
 }
 
 #[test]
@@ -113,7 +111,7 @@ fn both_passes_of_an_audit_read_the_same_member() {
     run();
     let uri = format!("{}&readPreference=secondary", set.uri());
     for _ in 0..12 {
-        let (_, report) = support::mabel::audit(&uri);
+        let (_, report) = crate::support::mabel::audit(&uri);
         let seen = (report["processes"].as_u64(), report["breaths"].as_u64());
         assert!(
             seen == (Some(1), Some(5)) || seen == (Some(2), Some(10)),

@@ -1,17 +1,15 @@
 //! The seed's duplicate trick: the write lands, its reply is lost, and the retry meets the
 //! breath's own `_id`.
 
-mod support;
-
 use std::time::Duration;
 
-use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
-use support::target::fake_only;
-use support::FakeReplicaSet;
+use crate::support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use crate::support::target::fake_only;
+use mabel_sim::ReplicaSet;
 
 /// `None`, after saying so, against a real set: there failCommand's closeConnection closes
 /// the connection before the write runs, never after.
-fn lose_one_reply(test: &str, retry_writes: bool) -> Option<(FakeReplicaSet, Outcome)> {
+fn lose_one_reply(test: &str, retry_writes: bool) -> Option<(ReplicaSet, Outcome)> {
     let set = fake_only(test, "needs a write applied and then its reply lost")?;
     let uri = format!("{}&retryWrites={retry_writes}", set.uri());
     let mut mabel = Mabel::start(&uri, &["run", "--interval", "0.05", "--count", "12"]);

@@ -10,8 +10,6 @@
 //! whether the driver retries or not, with or without a `wtimeoutMS`, and with a reply lost
 //! on the way back from the cut-off primary.
 
-mod support;
-
 use std::collections::HashSet;
 use std::thread;
 use std::time::Duration;
@@ -20,9 +18,9 @@ use bson::oid::ObjectId;
 use bson::Document;
 use serde_json::Value;
 
-use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
-use support::target::fake_only;
-use support::FakeReplicaSet;
+use crate::support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use crate::support::target::fake_only;
+use mabel_sim::ReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 const BREATHS: usize = 60;
@@ -44,7 +42,7 @@ fn partition(
     uri_options: &str,
     args: &[&str],
     play: Play,
-) -> Option<(FakeReplicaSet, Outcome)> {
+) -> Option<(ReplicaSet, Outcome)> {
     let reason = "cuts a member off and elects another at chosen moments";
     let set = fake_only(&format!("partition::{test}"), reason)?;
     let uri = format!("{}{uri_options}", set.uri());
@@ -66,8 +64,8 @@ fn partition(
     Some((set, outcome))
 }
 
-fn audit(set: &FakeReplicaSet) -> (Option<i32>, Value) {
-    support::mabel::audit(&set.uri())
+fn audit(set: &ReplicaSet) -> (Option<i32>, Value) {
+    crate::support::mabel::audit(&set.uri())
 }
 
 fn ids(docs: &[Document]) -> HashSet<ObjectId> {
@@ -78,7 +76,7 @@ fn ids(docs: &[Document]) -> HashSet<ObjectId> {
 
 /// Nothing lost, nothing doubled: every confirmed breath stored once, on every member, and
 /// the audit agrees. Breaths rolled back were written again. Returns the audit's report.
-fn assert_nothing_lost(set: &FakeReplicaSet, outcome: &Outcome) -> Value {
+fn assert_nothing_lost(set: &ReplicaSet, outcome: &Outcome) -> Value {
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     assert_eq!(outcome.confirmed().len(), BREATHS, "{outcome:#?}");
     let stored = set.committed("mabel", "breaths");
@@ -136,7 +134,7 @@ fn with_w1_the_breaths_the_cut_off_primary_acknowledged_are_rolled_back() {
     assert_eq!(code, Some(1), "{report}");
     assert_eq!(report["lost"], rolled_back.len());
     assert_eq!(report["doubled"], 0);
-    let text = support::mabel::command()
+    let text = crate::support::mabel::command()
         .args(["audit", "--uri", &set.uri()])
         .output()
         .expect("mabel audit runs");

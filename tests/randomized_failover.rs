@@ -18,8 +18,6 @@
 //! `--write-concern 1`: the breaths a cut-off primary acknowledged are rolled back when it
 //! rejoins, and the audit counts them lost.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::thread;
@@ -31,9 +29,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
-use support::target::fake_only;
-use support::FakeReplicaSet;
+use crate::support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use crate::support::target::fake_only;
+use mabel_sim::ReplicaSet;
 
 const BREATHS: usize = 300;
 /// Hung members cost 2.5 to 7.5 s each (until a heartbeat times out), so few of them.
@@ -99,7 +97,7 @@ enum How {
 struct Run {
     seed: u64,
     retry_writes: bool,
-    set: FakeReplicaSet,
+    set: ReplicaSet,
     outcome: Outcome,
     injected: BTreeMap<Fault, usize>,
     elapsed: Duration,
@@ -301,7 +299,7 @@ fn run(test: &str, args: &[&str]) -> Option<Run> {
         set.set_lag(member, Duration::ZERO);
     }
 
-    let (audit_exit, report) = support::mabel::audit(&set.uri());
+    let (audit_exit, report) = crate::support::mabel::audit(&set.uri());
     let run = Run {
         seed,
         retry_writes,
@@ -348,7 +346,7 @@ impl Run {
 }
 
 /// Elects one of `candidates` that can win: with a lagging member, not every one can.
-fn elect_one_of(set: &FakeReplicaSet, candidates: &[usize], rng: &mut StdRng) {
+fn elect_one_of(set: &ReplicaSet, candidates: &[usize], rng: &mut StdRng) {
     let winners: Vec<usize> = candidates
         .iter()
         .copied()
@@ -359,7 +357,7 @@ fn elect_one_of(set: &FakeReplicaSet, candidates: &[usize], rng: &mut StdRng) {
 }
 
 /// Revives, unhangs or reconnects the member that is away, if one is.
-fn bring_back(set: &FakeReplicaSet, away: Option<Away>) {
+fn bring_back(set: &ReplicaSet, away: Option<Away>) {
     if let Some(Away { member, how, .. }) = away {
         match how {
             How::Killed => set.revive(member),

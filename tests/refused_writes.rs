@@ -1,13 +1,11 @@
 //! Errors that retrying cannot mend: mabel stops at once with exit 1 and never counts a
 //! breath the server refused.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::mabel::{assert_stored_exactly_once, Mabel};
+use crate::support::target::{fake_only, FailPoint, Mode, Target};
 use bson::{doc, oid::ObjectId};
-use support::mabel::{assert_stored_exactly_once, Mabel};
-use support::target::{fake_only, FailPoint, Mode, Target};
 
 #[test]
 fn a_failed_validation_is_not_retried() {

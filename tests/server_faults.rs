@@ -2,13 +2,11 @@
 //! against the fake in `make test` and against a real set in `make test-real`: a connection
 //! dropped before the write, a write held up, and a write whose write concern failed.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use crate::support::target::{FailPoint, Mode, Target};
 use bson::doc;
-use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
-use support::target::{FailPoint, Mode, Target};
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 

@@ -2,34 +2,32 @@
 //! SIGKILL of mabel itself, not to a full disk budget; and a spool that cannot be trusted
 //! stops mabel with one clear line.
 
-mod support;
-
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
+use crate::support::spool_file::{waiting_in, Scratch};
+use crate::support::target::{fake_only, Target};
 use bson::oid::ObjectId;
 use bson::Document;
 use chrono::Utc;
+use mabel_sim::ReplicaSet;
 use serde_json::Value;
-use support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
-use support::spool_file::{waiting_in, Scratch};
-use support::target::{fake_only, Target};
-use support::FakeReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 const HEADER: usize = 8;
 const RECORD: usize = 33;
 
-fn kill_every_member(set: &FakeReplicaSet) {
+fn kill_every_member(set: &ReplicaSet) {
     for member in 0..3 {
         set.kill(member);
     }
 }
 
-fn revive_every_member(set: &FakeReplicaSet, primary: usize) {
+fn revive_every_member(set: &ReplicaSet, primary: usize) {
     for member in 0..3 {
         set.revive(member);
     }
@@ -43,7 +41,7 @@ fn args<'a>(spool: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
 
 /// With every member down, runs mabel until `n` breaths wait in the spool, then SIGKILLs
 /// it; the set is left down. Returns the waiting `_id`s.
-fn spool_up_breaths(set: &FakeReplicaSet, spool: &Path, n: usize) -> Vec<ObjectId> {
+fn spool_up_breaths(set: &ReplicaSet, spool: &Path, n: usize) -> Vec<ObjectId> {
     kill_every_member(set);
     let extra = [
         "--interval",
@@ -97,12 +95,12 @@ fn assert_in_time_order(stored: &[Document]) {
 }
 
 /// `mabel audit --json` on the set: what the real audit finds, lost and doubled included.
-fn audit(set: &FakeReplicaSet) -> Value {
-    support::mabel::audit(&set.uri()).1
+fn audit(set: &ReplicaSet) -> Value {
+    crate::support::mabel::audit(&set.uri()).1
 }
 
 /// The audit finds exactly `breaths` breaths, none lost, none doubled, nothing foreign.
-fn assert_audit_clean(set: &FakeReplicaSet, breaths: usize) -> Value {
+fn assert_audit_clean(set: &ReplicaSet, breaths: usize) -> Value {
     let report = audit(set);
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["doubled"], 0, "{report}");
@@ -488,7 +486,7 @@ fn a_full_spool_stops_mabel_and_names_the_breath_it_could_not_keep() {
 
 /// Runs `mabel` with no set behind `--uri`: for flags and spools refused before connecting.
 fn refused(args: &[&str]) -> (Option<i32>, String) {
-    let output = support::mabel::command()
+    let output = crate::support::mabel::command()
         .args(args)
         .output()
         .expect("the mabel binary runs");

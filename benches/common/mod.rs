@@ -9,20 +9,20 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::support::FakeReplicaSet;
+use mabel_sim::ReplicaSet;
 
 /// A fake replica set with a set name no other fake on the machine has: other fakes (other
 /// lanes, tests running beside the benchmark) may take the port of a member the benchmark
 /// kills, and a driver would follow a primary there that answered with the same name.
-pub fn fake_set() -> FakeReplicaSet {
+pub fn fake_set() -> ReplicaSet {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    FakeReplicaSet::start_named(&format!("bench-{}-{n}", std::process::id()))
+    ReplicaSet::start_named(&format!("bench-{}-{n}", std::process::id()))
 }
 
 /// The set's three members and its name, then `extra` (`&option=value...`): no other option,
 /// so each writer's own defaults apply.
-pub fn plain_uri(set: &FakeReplicaSet, extra: &str) -> String {
+pub fn plain_uri(set: &ReplicaSet, extra: &str) -> String {
     format!(
         "mongodb://{}/?replicaSet={}{extra}",
         set.hosts().join(","),

@@ -57,8 +57,9 @@
 //! Environment: `BENCH_REPS` (default 10), `BENCH_LANES` (default 12), `BENCH_ONLY` (run only
 //! the scenarios whose name contains this text; the results file is then left alone).
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+#[path = "../../tests/support/mabel.rs"]
+#[allow(dead_code)]
+mod mabel;
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -74,7 +75,7 @@ use std::time::{Duration, Instant};
 
 use bson::Document;
 
-use support::FakeReplicaSet;
+use mabel_sim::ReplicaSet;
 use writers::{BreathId, Event, Writer, COLL, DB, WRITERS};
 
 /// Healthy writing between the first write and the failure, plus up to the scenario's `spread`.
@@ -384,7 +385,7 @@ fn run(job: Job) -> Rep {
 }
 
 /// Breaks the set; returns the instant it broke.
-fn break_set(set: &FakeReplicaSet, fault: Fault) -> Option<Instant> {
+fn break_set(set: &ReplicaSet, fault: Fault) -> Option<Instant> {
     let now = Instant::now();
     match fault {
         Fault::Kill => set.kill(0),

@@ -14,7 +14,7 @@ use bson::{doc, Document};
 use mongodb::error::{Error, ErrorKind, WriteFailure};
 use mongodb::sync::Client;
 
-use crate::support::FakeReplicaSet;
+use mabel_sim::ReplicaSet;
 
 pub const DB: &str = "mabel";
 pub const COLL: &str = "breaths";
@@ -115,7 +115,7 @@ pub fn start(writer: Writer, uri: &str, tx: Sender<Event>) -> Running {
 impl Running {
     /// Stops the writer and waits for it. A writer thread blocked on a member that will never
     /// answer is freed by killing the members (only a watchdog gets there).
-    pub fn stop(self, set: &FakeReplicaSet) -> Result<(), String> {
+    pub fn stop(self, set: &ReplicaSet) -> Result<(), String> {
         match self {
             Running::Process { mut child, readers } => {
                 MABELS
@@ -147,7 +147,7 @@ impl Running {
 }
 
 fn start_mabel(uri: &str, tx: Sender<Event>) -> Running {
-    let mut child = crate::support::mabel::command()
+    let mut child = crate::mabel::command()
         .args(["run", "--uri", uri])
         .args(["--interval", &INTERVAL.as_secs_f64().to_string()])
         .stdout(Stdio::piped())

@@ -19,11 +19,11 @@ use mongodb::sync::Client;
 
 use super::mabel::Mabel;
 use super::real::RealSet;
-use super::FakeReplicaSet;
+use mabel_sim::ReplicaSet;
 
 /// Where the test's mabel writes.
 pub enum Target {
-    Fake(FakeReplicaSet),
+    Fake(ReplicaSet),
     Real(RealSet),
 }
 
@@ -32,12 +32,12 @@ pub const TEST_URI: &str = "MABEL_TEST_URI";
 
 /// A fake set for a test that cannot run against a real one; `None`, after saying so, when
 /// `MABEL_TEST_URI` names a real set. `test` is the test's name, `reason` why.
-pub fn fake_only(test: &str, reason: &str) -> Option<FakeReplicaSet> {
+pub fn fake_only(test: &str, reason: &str) -> Option<ReplicaSet> {
     if std::env::var_os(TEST_URI).is_some() {
         println!("skipped: {test}: {reason}");
         return None;
     }
-    Some(FakeReplicaSet::start())
+    Some(ReplicaSet::start())
 }
 
 impl Target {
@@ -45,7 +45,7 @@ impl Target {
     pub fn start() -> Target {
         match std::env::var(TEST_URI) {
             Ok(uri) => Target::Real(RealSet::connect(&uri)),
-            Err(_) => Target::Fake(FakeReplicaSet::start()),
+            Err(_) => Target::Fake(ReplicaSet::start()),
         }
     }
 
@@ -125,6 +125,7 @@ impl Target {
 
     /// Like a crash: the member's process dies with its connections. A real set elects a new
     /// primary by itself (~10 s); the fake only when a test calls `elect`.
+    #[allow(dead_code)] // until the simulator elects by itself
     pub fn kill(&self, member: usize) {
         match self {
             Target::Fake(set) => set.kill(member),
@@ -133,6 +134,7 @@ impl Target {
     }
 
     /// Starts a killed member again.
+    #[allow(dead_code)] // until the simulator elects by itself
     pub fn start_member(&self, member: usize) {
         match self {
             Target::Fake(set) => set.revive(member),
@@ -141,6 +143,7 @@ impl Target {
     }
 
     /// The member accepts connections and reads requests but answers nothing.
+    #[allow(dead_code)] // until the simulator elects by itself
     pub fn pause(&self, member: usize) {
         match self {
             Target::Fake(set) => set.hang(member),
@@ -148,6 +151,7 @@ impl Target {
         }
     }
 
+    #[allow(dead_code)] // until the simulator elects by itself
     pub fn unpause(&self, member: usize) {
         match self {
             Target::Fake(set) => set.unhang(member),
@@ -228,6 +232,7 @@ pub struct FailPoint {
 pub enum Mode {
     AlwaysOn,
     Times(i32),
+    #[allow(dead_code)] // until the simulator elects by itself
     Skip(i32),
 }
 

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use bson::{RawDocumentBuf, Timestamp};
 
-use super::cluster::State;
-use super::oplog::{common_point, Entry, Op, OpTime};
-use super::store::Store;
+use crate::cluster::State;
+use crate::oplog::{common_point, Entry, Op, OpTime};
+use crate::store::Store;
 
 /// Votes to win an election, and members to hold an entry to commit it, in a set of three.
 pub const MAJORITY: usize = 2;

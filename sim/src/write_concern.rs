@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use bson::{doc, Bson, Document};
 
-use super::cluster::{Shared, State};
-use super::oplog::OpTime;
+use crate::cluster::{Shared, State};
+use crate::oplog::OpTime;
 
 /// How often a waiting write lets replication move (lag is measured against the clock).
 const POLL: Duration = Duration::from_millis(10);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bson::RawDocumentBuf;
 
-use super::query::Projection;
+use crate::query::Projection;
 
 /// The most documents in a first batch when the client does not say, as on the server.
 const DEFAULT_FIRST_BATCH: usize = 101;

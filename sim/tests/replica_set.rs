@@ -1,8 +1,6 @@
 //! Checks the fake replica set in `support` against the real `mongodb` driver, so tests built
 //! on the fake can trust what it says about failover, duplicates and reads.
 
-mod support;
-
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -12,8 +10,7 @@ use mongodb::options::IndexOptions;
 use mongodb::sync::{Client, Collection};
 use mongodb::IndexModel;
 
-use support::target::fake_only;
-use support::FakeReplicaSet;
+use mabel_sim::ReplicaSet;
 
 const DB: &str = "mabel";
 const COLL: &str = "breaths";
@@ -30,7 +27,7 @@ fn breath(n: i32) -> Document {
 }
 
 /// Inserts through `runCommand`, which hands back the server's reply untouched.
-fn raw_insert(set: &FakeReplicaSet, doc: &Document) -> Document {
+fn raw_insert(set: &ReplicaSet, doc: &Document) -> Document {
     let client = Client::with_uri_str(set.uri()).expect("client");
     let command = doc! { "insert": COLL, "documents": [doc.clone()] };
     client
@@ -49,12 +46,7 @@ fn first_write_error(reply: &Document) -> Document {
 
 #[test]
 fn insert_one_lands_in_documents() {
-    let Some(set) = fake_only(
-        "fake_replica_set::insert_one_lands_in_documents",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let doc = breath(1);
     breaths(&set.uri()).insert_one(&doc).run().expect("insert");
     assert_eq!(set.documents(DB, COLL), vec![doc]);
@@ -63,12 +55,7 @@ fn insert_one_lands_in_documents() {
 
 #[test]
 fn hello_looks_like_a_replica_set_member() {
-    let Some(set) = fake_only(
-        "fake_replica_set::hello_looks_like_a_replica_set_member",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let client = Client::with_uri_str(set.uri()).expect("client");
     let reply = client
         .database("admin")
@@ -90,12 +77,7 @@ fn hello_looks_like_a_replica_set_member() {
 
 #[test]
 fn duplicate_id_is_a_write_error_with_key_pattern() {
-    let Some(set) = fake_only(
-        "fake_replica_set::duplicate_id_is_a_write_error_with_key_pattern",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
     let doc = breath(1);
     coll.insert_one(&doc).run().expect("first insert");
@@ -128,12 +110,7 @@ fn duplicate_id_is_a_write_error_with_key_pattern() {
 
 #[test]
 fn extra_unique_index_names_its_field() {
-    let Some(set) = fake_only(
-        "fake_replica_set::extra_unique_index_names_its_field",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     set.add_unique_index(DB, COLL, "n");
     let coll = breaths(&set.uri());
     coll.insert_one(breath(7)).run().expect("first");
@@ -149,12 +126,7 @@ fn extra_unique_index_names_its_field() {
 
 #[test]
 fn indexes_created_through_the_driver_are_enforced() {
-    let Some(set) = fake_only(
-        "fake_replica_set::indexes_created_through_the_driver_are_enforced",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
     let unique = IndexOptions::builder().unique(true).build();
     let model = IndexModel::builder()
@@ -184,12 +156,7 @@ fn without_gossip(mut reply: Document) -> Document {
 
 #[test]
 fn the_time_index_is_built_and_listed_as_mongod_does() {
-    let Some(set) = fake_only(
-        "fake_replica_set::the_time_index_is_built_and_listed_as_mongod_does",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let db = Client::with_uri_str(set.uri())
         .expect("client")
         .database(DB);
@@ -252,12 +219,7 @@ fn the_time_index_is_built_and_listed_as_mongod_does() {
 
 #[test]
 fn a_write_latency_holds_the_reply_and_nothing_else() {
-    let Some(set) = fake_only(
-        "fake_replica_set::a_write_latency_holds_the_reply_and_nothing_else",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
     coll.insert_one(breath(0))
         .run()
@@ -301,12 +263,7 @@ fn a_write_latency_holds_the_reply_and_nothing_else() {
 
 #[test]
 fn kill_then_elect_retries_onto_the_new_primary_once() {
-    let Some(set) = fake_only(
-        "fake_replica_set::kill_then_elect_retries_onto_the_new_primary_once",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
     coll.insert_one(breath(1)).run().expect("warm-up");
 
@@ -325,12 +282,7 @@ fn kill_then_elect_retries_onto_the_new_primary_once() {
 
 #[test]
 fn step_down_then_delayed_election() {
-    let Some(set) = fake_only(
-        "fake_replica_set::step_down_then_delayed_election",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
     coll.insert_one(breath(1)).run().expect("warm-up");
 
@@ -355,12 +307,7 @@ fn step_down_then_delayed_election() {
 
 #[test]
 fn dropped_reply_is_retried_and_lands_once() {
-    let Some(set) = fake_only(
-        "fake_replica_set::dropped_reply_is_retried_and_lands_once",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
     set.drop_next_reply();
     coll.insert_one(breath(1))
@@ -372,12 +319,7 @@ fn dropped_reply_is_retried_and_lands_once() {
 
 #[test]
 fn dropped_reply_without_retry_is_an_io_error_but_stored() {
-    let Some(set) = fake_only(
-        "fake_replica_set::dropped_reply_without_retry_is_an_io_error_but_stored",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&format!("{}&retryWrites=false", set.uri()));
     set.drop_next_reply();
     let err = coll.insert_one(breath(1)).run().expect_err("no reply");
@@ -393,12 +335,7 @@ fn dropped_reply_without_retry_is_an_io_error_but_stored() {
 
 #[test]
 fn crash_after_write_then_elect_lands_once() {
-    let Some(set) = fake_only(
-        "fake_replica_set::crash_after_write_then_elect_lands_once",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
     coll.insert_one(breath(1)).run().expect("warm-up");
     set.crash_after_next_write();
@@ -416,12 +353,7 @@ fn crash_after_write_then_elect_lands_once() {
 
 #[test]
 fn failed_validation_is_a_write_error_and_stores_nothing() {
-    let Some(set) = fake_only(
-        "fake_replica_set::failed_validation_is_a_write_error_and_stores_nothing",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     set.fail_next_write(121);
     let err = breaths(&set.uri())
         .insert_one(breath(1))
@@ -442,12 +374,7 @@ fn failed_validation_is_a_write_error_and_stores_nothing() {
 
 #[test]
 fn injected_command_errors_follow_the_retry_rules() {
-    let Some(set) = fake_only(
-        "fake_replica_set::injected_command_errors_follow_the_retry_rules",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
 
     // Retryable and labelled: the driver retries once by itself.
@@ -473,12 +400,7 @@ fn injected_command_errors_follow_the_retry_rules() {
 
 #[test]
 fn find_sorts_and_pages_through_get_more() {
-    let Some(set) = fake_only(
-        "fake_replica_set::find_sorts_and_pages_through_get_more",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let base = DateTime::now().timestamp_millis();
     // Times go backwards, with pairs sharing a time so the _id tie-break matters.
     for n in 0..1000 {
@@ -529,12 +451,7 @@ fn find_sorts_and_pages_through_get_more() {
 
 #[test]
 fn kill_closes_the_port_and_revive_reopens_it() {
-    let Some(set) = fake_only(
-        "fake_replica_set::kill_closes_the_port_and_revive_reopens_it",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let host = set.hosts()[1].clone();
     // Leave a server-closed connection behind, so the port has sockets in TIME_WAIT.
     let held = TcpStream::connect(&host).expect("connect");
@@ -559,12 +476,7 @@ fn kill_closes_the_port_and_revive_reopens_it() {
 
 #[test]
 fn dropping_the_set_closes_every_port() {
-    let Some(set) = fake_only(
-        "fake_replica_set::dropping_the_set_closes_every_port",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     breaths(&set.uri())
         .insert_one(breath(1))
         .run()
@@ -578,12 +490,7 @@ fn dropping_the_set_closes_every_port() {
 
 #[test]
 fn hung_primary_eventually_fails_the_insert() {
-    let Some(set) = fake_only(
-        "fake_replica_set::hung_primary_eventually_fails_the_insert",
-        "tests the fake itself",
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let uri = format!(
         "{}&connectTimeoutMS=2000&serverSelectionTimeoutMS=5000",
         set.uri()
@@ -618,5 +525,5 @@ fn hung_primary_eventually_fails_the_insert() {
 #[test]
 fn the_set_can_be_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<FakeReplicaSet>();
+    assert_send_sync::<ReplicaSet>();
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::cluster::{Listener, Shared};
-use super::commands::{self, Outcome};
-use super::wire;
+use crate::cluster::{Listener, Shared};
+use crate::commands::{self, Outcome};
+use crate::wire;
 
 /// How often an idle accept loop checks whether it should stop.
 const ACCEPT_POLL: Duration = Duration::from_millis(10);

@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use bson::{doc, Document, RawDocumentBuf};
 
-use super::cluster::State;
-use super::errors;
-use super::oplog::{Op, Statement};
-use super::store::{with_id_first, DuplicateKey, History};
+use crate::cluster::State;
+use crate::errors;
+use crate::oplog::{Op, Statement};
+use crate::store::{with_id_first, DuplicateKey, History};
 
 /// A retryable write's session: `lsid.id` bytes and `txnNumber`.
 pub type Session = (Vec<u8>, i64);

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use bson::{doc, oid::ObjectId, Bson, Document, RawBson, RawDocumentBuf, Timestamp};
 
-use super::errors;
-use super::oplog::{Entry, Op, Statement};
-use super::query::{index_key, lookup, to_bson};
+use crate::errors;
+use crate::oplog::{Entry, Op, Statement};
+use crate::query::{index_key, lookup, to_bson};
 
 #[derive(Default)]
 pub struct Store {
@@ -291,13 +291,6 @@ impl Store {
             None => collection.docs.len(),
         };
         collection.docs[..end].to_vec()
-    }
-
-    pub fn documents(&self, ns: &str, upto: Option<Timestamp>) -> Vec<Document> {
-        self.snapshot(ns, upto)
-            .iter()
-            .map(|doc| doc.to_document().expect("stored documents are valid BSON"))
-            .collect()
     }
 
     pub fn history(&self, lsid: &[u8], txn_number: i64) -> History {

@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use bson::oid::ObjectId;
 
-use super::cluster::State;
-use super::oplog::Op;
-use super::replication::MAJORITY;
+use crate::cluster::State;
+use crate::oplog::Op;
+use crate::replication::MAJORITY;
 
 /// As a real primary's: 0x7fffffff then the term as a big-endian int64, so that electionIds
 /// compare by term (`OID::initFromTermNumber` in `src/mongo/bson/oid.cpp`).

@@ -10,7 +10,7 @@ use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, WriteConcern};
 use mongodb::sync::{Client, Collection};
 
-use super::FakeReplicaSet;
+use mabel_sim::ReplicaSet;
 
 pub const DB: &str = "mabel";
 pub const COLL: &str = "breaths";
@@ -24,7 +24,7 @@ pub fn breaths(uri: &str) -> Collection<Document> {
 }
 
 /// A client that talks to `member` alone, whatever its role.
-pub fn direct(set: &FakeReplicaSet, member: usize) -> Client {
+pub fn direct(set: &ReplicaSet, member: usize) -> Client {
     let uri = format!(
         "mongodb://{}/?directConnection=true&retryWrites=false",
         set.hosts()[member]

@@ -17,8 +17,8 @@ use std::collections::HashMap;
 
 use bson::{doc, Bson, Document};
 
-use super::cluster::State;
-use super::wire::Request;
+use crate::cluster::State;
+use crate::wire::Request;
 
 const KNOWN: [&str; 2] = ["failCommand", "stopReplProducer"];
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use bson::{doc, Bson, RawDocumentBuf};
 
-use super::cluster::State;
-use super::commands::{cursor_reply, namespace, raw, readable};
-use super::errors;
-use super::wire::Request;
+use crate::cluster::State;
+use crate::commands::{cursor_reply, namespace, raw, readable};
+use crate::errors;
+use crate::wire::Request;
 
 pub fn list(state: &mut State, member: usize, request: &Request) -> RawDocumentBuf {
     if !readable(state, member, request) {

@@ -3,8 +3,6 @@
 //! PrimarySteppedDown when its primary steps down, and a majority read sees only what a
 //! majority holds; so that tests of mabel built on them can trust what they show.
 
-mod support;
-
 use std::thread;
 use std::time::Duration;
 
@@ -12,25 +10,17 @@ use bson::{doc, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
 
-use support::driver::{
+use crate::driver::{
     breath, breaths, client, direct, ids, majority_within, w1, wait_for, write_concern_code, COLL,
     DB,
 };
-use support::target::fake_only;
-
-/// Why these tests are skipped against a real set (`make test-real`).
-const FAKE_ONLY: &str = "checks the fake's own write concern";
+use mabel_sim::ReplicaSet;
 
 const LONG: Duration = Duration::from_secs(3600);
 
 #[test]
 fn majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write() {
-    let Some(set) = fake_only(
-        "write_concern::majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write",
-        FAKE_ONLY,
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     set.set_lag(1, LONG);
     set.set_lag(2, LONG);
     let coll = breaths(&set.uri());
@@ -83,12 +73,7 @@ fn majority_waits_for_a_lagging_majority_and_times_out_keeping_the_write() {
 
 #[test]
 fn w_counts_members_and_a_short_lag_is_waited_out() {
-    let Some(set) = fake_only(
-        "write_concern::w_counts_members_and_a_short_lag_is_waited_out",
-        FAKE_ONLY,
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     set.set_lag(1, LONG);
     set.set_lag(2, Duration::from_millis(300));
     let coll = breaths(&set.uri());
@@ -114,12 +99,7 @@ fn w_counts_members_and_a_short_lag_is_waited_out() {
 
 #[test]
 fn majority_reads_see_only_what_a_majority_holds() {
-    let Some(set) = fake_only(
-        "write_concern::majority_reads_see_only_what_a_majority_holds",
-        FAKE_ONLY,
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
     let committed = breath();
     coll.insert_one(&committed).run().expect("default majority");
@@ -144,12 +124,7 @@ fn majority_reads_see_only_what_a_majority_holds() {
 
 #[test]
 fn a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern() {
-    let Some(set) = fake_only(
-        "write_concern::a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern",
-        FAKE_ONLY,
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
     coll.insert_one(breath()).run().expect("warm-up");
     set.isolate(0);
@@ -212,9 +187,7 @@ fn a_duplicate_key_on_a_cut_off_primary_still_waits_for_its_write_concern() {
 #[test]
 fn a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable() {
     for retryable in [false, true] {
-        let Some(set) = fake_only("write_concern::a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable", FAKE_ONLY) else {
-            return;
-        };
+        let set = ReplicaSet::start();
         breaths(&set.uri())
             .insert_one(breath())
             .run()
@@ -258,12 +231,7 @@ fn a_stepped_down_primary_fails_waiting_writes_with_189_labelled_when_retryable(
 
 #[test]
 fn a_write_held_while_the_primary_steps_down_is_interrupted() {
-    let Some(set) = fake_only(
-        "write_concern::a_write_held_while_the_primary_steps_down_is_interrupted",
-        FAKE_ONLY,
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = direct(&set, 0).database(DB).collection::<Document>(COLL);
     coll.insert_one(breath())
         .run()

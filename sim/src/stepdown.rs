@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use bson::{doc, Bson, Document};
 
-use super::cluster::{Shared, State};
-use super::commands::{finish, raw, Outcome};
-use super::failpoint::error;
-use super::wire::Request;
+use crate::cluster::{Shared, State};
+use crate::commands::{finish, raw, Outcome};
+use crate::failpoint::error;
+use crate::wire::Request;
 
 /// The fake's stand-in for `electionTimeoutMillis`.
 pub const ELECTION_TIMEOUT: Duration = Duration::from_secs(1);
@@ -58,7 +58,9 @@ pub fn step_down(
         while caught_up(&state, member).is_none() {
             let now = Instant::now();
             if now >= deadline || state.shutting_down {
-                let when = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+                let when = bson::DateTime::now()
+                    .try_to_rfc3339_string()
+                    .unwrap_or_default();
                 let message = format!(
                     "No electable secondaries caught up as of {when}. Please use the \
                      replSetStepDown command with the argument {{force: true}} to force node \

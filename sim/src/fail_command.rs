@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 
 use bson::{Bson, Document};
 
-use super::cluster::{Shared, State};
-use super::commands::{finish, raw, Outcome};
-use super::errors;
-use super::failpoint::{error, number};
-use super::wire::Request;
+use crate::cluster::{Shared, State};
+use crate::commands::{finish, raw, Outcome};
+use crate::errors;
+use crate::failpoint::{error, number};
+use crate::wire::Request;
 
 const FAILPOINT_MESSAGE: &str = "Failing command via 'failCommand' failpoint";
 

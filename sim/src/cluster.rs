@@ -11,12 +11,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bson::{oid::ObjectId, Timestamp};
+use bson::Timestamp;
 
-use super::cursor::Cursors;
-use super::election::election_id;
-use super::failpoint::FailPoints;
-use super::replication::{Replica, RolledBack};
+use crate::cursor::Cursors;
+use crate::failpoint::FailPoints;
+use crate::replication::{Replica, RolledBack};
 
 pub const SET_NAME: &str = "rs0";
 
@@ -202,11 +201,6 @@ impl State {
 
     pub fn hosts(&self) -> Vec<String> {
         self.members.iter().map(|m| m.host.clone()).collect()
-    }
-
-    /// The electionId of the primary of the newest term.
-    pub fn election_id(&self) -> ObjectId {
-        election_id(self.term)
     }
 
     pub fn next_connection_id(&mut self) -> i32 {

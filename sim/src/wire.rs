@@ -44,7 +44,7 @@ impl Request {
         array
             .iter()
             .map(|value| match value {
-                Bson::Document(doc) => Some(super::store::encode(doc)),
+                Bson::Document(doc) => Some(crate::store::encode(doc)),
                 _ => None,
             })
             .collect()

@@ -3,30 +3,20 @@
 //! rejoining member rolling back what it alone acknowledged; so that tests of mabel built on
 //! them can trust what they show.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bson::{doc, Document};
 
-use support::driver::{
+use crate::driver::{
     breath, breaths, client, direct, ids, majority_within, write_concern_code, COLL, DB,
 };
-use support::target::fake_only;
-
-/// Why these tests are skipped against a real set (`make test-real`).
-const FAKE_ONLY: &str = "checks the fake's own elections and rollback";
+use mabel_sim::ReplicaSet;
 
 const LONG: Duration = Duration::from_secs(3600);
 
 #[test]
 fn only_a_member_a_majority_reaches_and_that_is_up_to_date_can_win() {
-    let Some(set) = fake_only(
-        "elections::only_a_member_a_majority_reaches_and_that_is_up_to_date_can_win",
-        FAKE_ONLY,
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     set.set_lag(2, LONG);
     breaths(&set.uri())
         .insert_one(breath())
@@ -46,12 +36,7 @@ fn only_a_member_a_majority_reaches_and_that_is_up_to_date_can_win() {
 
 #[test]
 fn two_primaries_for_a_while_and_the_driver_follows_the_newer_term() {
-    let Some(set) = fake_only(
-        "elections::two_primaries_for_a_while_and_the_driver_follows_the_newer_term",
-        FAKE_ONLY,
-    ) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     let coll = breaths(&set.uri());
     coll.insert_one(breath()).run().expect("warm-up");
     set.isolate(0);
@@ -98,9 +83,7 @@ fn two_primaries_for_a_while_and_the_driver_follows_the_newer_term() {
 
 #[test]
 fn a_rejoining_primary_rolls_back_what_it_alone_acknowledged_and_its_retry_records() {
-    let Some(set) = fake_only("elections::a_rejoining_primary_rolls_back_what_it_alone_acknowledged_and_its_retry_records", FAKE_ONLY) else {
-        return;
-    };
+    let set = ReplicaSet::start();
     breaths(&set.uri())
         .insert_one(breath())
         .run()

@@ -16,18 +16,18 @@ use std::time::Duration;
 
 use bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document, RawDocumentBuf, Timestamp};
 
-use super::cluster::{Shared, State};
-use super::election::election_id;
-use super::errors;
-use super::fail_command;
-use super::failpoint;
-use super::indexes;
-use super::oplog::OpTime;
-use super::query::{to_bson, Query};
-use super::stepdown;
-use super::store::encode;
-use super::wire::{Request, MAX_MESSAGE_SIZE};
-use super::write_concern::{self, Concern, Unmet};
+use crate::cluster::{Shared, State};
+use crate::election::election_id;
+use crate::errors;
+use crate::fail_command;
+use crate::failpoint;
+use crate::indexes;
+use crate::oplog::OpTime;
+use crate::query::{to_bson, Query};
+use crate::stepdown;
+use crate::store::encode;
+use crate::wire::{Request, MAX_MESSAGE_SIZE};
+use crate::write_concern::{self, Concern, Unmet};
 
 /// What the connection thread does after a command.
 pub enum Outcome {
