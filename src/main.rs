@@ -24,7 +24,7 @@ use std::time::Instant;
 use bson::oid::ObjectId;
 use bson::Document;
 use log::warn;
-use mongodb::options::ServerAddress;
+use mongodb::options::{CommitQuorum, ServerAddress};
 use mongodb::sync::Collection;
 
 use breath::Breath;
@@ -189,16 +189,31 @@ impl Writer {
         })
     }
 
-    /// Creates the index `mabel audit` reads a year of breaths by, if it is missing. Breathing
-    /// does not need it, so a failure (no primary yet, no right to create indexes) is only
+    /// Creates the index `mabel audit` reads a year of breaths by, if it is missing, on a
+    /// thread of its own, so that breathing never waits for it. On a collection that already
+    /// holds breaths a replica set builds an index in two phases and commits it only once its
+    /// commit quorum has built it; with the default quorum, every voting member, the command
+    /// would not return while one is down (`create_indexes_cmd.cpp`). A majority of members
+    /// suffices here, and a member that was down builds the index when it returns. Breathing
+    /// does not need the index, so a failure (no primary, no right to create indexes) is only
     /// a warning.
     fn index_for_the_audit(&self) {
-        if let Err(error) = self.breaths.create_index(audit::index()).run() {
-            warn!(
-                "couldn't create the index mabel audit sorts by, so an audit of many breaths \
-                 may be slow: {}",
-                retry::describe(&error)
-            );
+        let breaths = self.breaths.clone();
+        let build = move || {
+            let built = breaths
+                .create_index(audit::index())
+                .commit_quorum(CommitQuorum::Majority)
+                .run();
+            if let Err(error) = built {
+                warn!(
+                    "couldn't create the index mabel audit sorts by, so an audit of many \
+                     breaths may be slow: {}",
+                    retry::describe(&error)
+                );
+            }
+        };
+        if let Err(error) = thread::Builder::new().name("index".into()).spawn(build) {
+            warn!("couldn't create the index mabel audit sorts by: {error}");
         }
     }
 
