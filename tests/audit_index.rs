@@ -1,5 +1,6 @@
 //! The index `mabel audit` reads a year of breaths by, `{time: 1, _id: 1}`: `mabel run`
-//! creates it once at start, and a set that cannot build it is no reason to stop breathing.
+//! creates it once at start, beside its breathing, and a set that cannot build it, or takes
+//! long to, is no reason to stop breathing or to wait.
 
 use std::thread;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use mongodb::sync::{Client, Collection};
 
 use crate::support::mabel::{assert_stored_exactly_once, Mabel};
 use crate::support::spool_file::Scratch;
+use crate::support::target::{FailPoint, Mode, Target};
 use mabel_sim::ReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -37,7 +39,8 @@ fn indexes(set: &ReplicaSet) -> Vec<(String, Document)> {
 #[test]
 fn mabel_run_creates_the_index_once_and_finds_it_there_the_next_time() {
     let set = ReplicaSet::start();
-    let args = ["run", "--interval", "0.02", "--count", "3"];
+    // Long enough for the index to be built before mabel ends.
+    let args = ["run", "--interval", "0.2", "--count", "3"];
     for _ in 0..2 {
         let outcome = Mabel::start(&set.uri(), &args).finish(WATCHDOG);
         assert_eq!(outcome.code, Some(0), "{outcome:#?}");
@@ -80,7 +83,6 @@ fn no_primary_to_build_the_index_is_a_warning_and_breathing_goes_on() {
     for member in 0..3 {
         set.revive(member);
     }
-    set.elect(0);
     let outcome = mabel.finish(WATCHDOG);
 
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
@@ -95,4 +97,65 @@ fn no_primary_to_build_the_index_is_a_warning_and_breathing_goes_on() {
     assert_eq!(stored.len(), 3);
     assert_stored_exactly_once(&outcome, &stored);
     assert_eq!(indexes(&set), [("_id_".to_string(), doc! { "_id": 1 })]);
+}
+
+/// A collection that already holds breaths gets a two-phase build, which the default commit
+/// quorum, every voting member, could never commit with a member down: mabel asks a majority,
+/// and breathes meanwhile.
+#[test]
+fn a_member_down_does_not_hold_up_breathing_or_the_index() {
+    let set = ReplicaSet::start();
+    for second in 0..3 {
+        let time = bson::DateTime::from_millis(1_795_000_000_000 + second * 1000);
+        let doc = doc! { "_id": bson::oid::ObjectId::new(), "time": time, "oxygen": 0.5 };
+        set.insert_direct("mabel", "breaths", doc);
+    }
+    set.kill(2);
+    let args = ["run", "--interval", "0.2", "--count", "5"];
+    let outcome = Mabel::start(&set.uri(), &args).finish(WATCHDOG);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert_eq!(outcome.confirmed().len(), 5);
+    assert!(!outcome.stderr.contains("index"), "{}", outcome.stderr);
+    let names: Vec<String> = indexes(&set).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names, ["_id_", "time_1__id_1"]);
+    // Built, not only begun: an index still building is marked so only when asked.
+    let database = Client::with_uri_str(set.uri())
+        .expect("client")
+        .database("mabel");
+    let building = || {
+        let command = doc! { "listIndexes": "breaths", "includeBuildUUIDs": true };
+        let reply = database.run_command(command).run().expect("listIndexes");
+        let batch = reply
+            .get_document("cursor")
+            .and_then(|c| c.get_array("firstBatch"));
+        batch.expect("a first batch").iter().any(|entry| {
+            entry
+                .as_document()
+                .is_some_and(|e| e.contains_key("buildUUID"))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while building() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never committed"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// However long the build takes, the breaths go on: a createIndexes held for a minute does
+/// not hold the first breath.
+#[test]
+fn breathing_never_waits_for_the_index() {
+    let target = Target::start();
+    let primary = target.wait_for_primary(WATCHDOG);
+    let held =
+        FailPoint::fail_command(&["createIndexes"], Mode::Times(1)).block(Duration::from_secs(60));
+    let _guard = target.fail_point(primary, held);
+    let mut mabel = target.mabel(&["run", "--interval", "0.05", "--count", "5"]);
+    mabel.wait_for_breaths(5, Duration::from_secs(30));
+    let outcome = mabel.finish(WATCHDOG);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert_stored_exactly_once(&outcome, &target.breaths());
 }

@@ -2,18 +2,21 @@
 //! spool's promise holds through them: every breath stored once, whatever is killed, dropped
 //! or refused on the way.
 //!
-//! Each test writes its backlog straight into a spool file (`crate::support::spool_file`), then runs
-//! `mabel run --spool FILE --count 0`, which measures nothing and exits once the spool is empty.
+//! Each test writes its backlog straight into a spool file (`support::spool_file`), then
+//! runs `mabel run --spool FILE --count 0`, which measures nothing and exits once the spool is
+//! empty.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bson::oid::ObjectId;
+use bson::{doc, Document};
+
 use crate::support::mabel::{assert_stored_exactly_once, Confirmed, Mabel, Outcome};
 use crate::support::spool_file::{self, waiting_in, Scratch, Spooled};
-use bson::oid::ObjectId;
-use bson::Document;
+use crate::support::target::{FailPoint, Mode, Target};
 use mabel_sim::ReplicaSet;
 
 const DB: &str = "mabel";
@@ -201,7 +204,10 @@ fn a_batch_refused_for_good_stops_mabel_naming_the_breath() {
 
 #[test]
 fn killed_mid_backlog_with_a_batch_in_limbo_then_restarted_nothing_lost_or_doubled() {
-    let set = ReplicaSet::start();
+    // Scripted: the lone primary must still be primary when the next batch reaches it, where
+    // a set that acts by itself would have it step down an election timeout after the others
+    // died.
+    let set = ReplicaSet::scripted();
     let dir = Scratch::new("catchup-killed");
     let backlog = spool_file::backlog(10_000);
     let spool = dir.spool();
@@ -283,4 +289,74 @@ fn killed_mid_backlog_with_a_batch_in_limbo_then_restarted_nothing_lost_or_doubl
         "a breath of the batch in limbo was not met as already written"
     );
     assert_audit_clean(&set, backlog.len());
+}
+
+/// `jstests/replsets/no_disconnect_on_stepdown.js`, on a backlog: the primary applies a batch
+/// of breaths a few at a time (`internalInsertMaxBatchSize`), and a step-down kills the insert
+/// part-way, some of its breaths written; the reply is a top-level 11602. Every breath of the
+/// batch is stored once, whoever retries it: the driver, with the same `txnNumber`, or mabel,
+/// whose second attempt meets the `_id`s already there.
+#[test]
+fn a_step_down_that_cuts_a_batch_part_way_stores_every_breath_once() {
+    for retry_writes in [true, false] {
+        let target = Target::start();
+        let primary = target.wait_for_primary(WATCHDOG);
+        let dir = Scratch::new(&format!("catchup-cut-{retry_writes}"));
+        let backlog = spool_file::backlog(1_000);
+        let spool = dir.spool();
+        spool_file::write(&spool, &backlog);
+        let small = doc! { "setParameter": 1, "internalInsertMaxBatchSize": 50 };
+        target
+            .run_command(primary, small, "test")
+            .expect("setParameter");
+        // The second internal batch waits, the first one written, until the step-down.
+        let held = FailPoint::named("hangDuringBatchInsert", Mode::Skip(1))
+            .with("shouldCheckForInterrupt", true);
+        let guard = target.fail_point(primary, held);
+
+        let uri = format!("{}&retryWrites={retry_writes}", target.uri());
+        let spool_arg = spool.to_str().expect("a UTF-8 path");
+        let args = [
+            "run",
+            "--spool",
+            spool_arg,
+            "--count",
+            "0",
+            "--db",
+            target.db(),
+        ];
+        let mabel = Mabel::start(&uri, &args);
+        let deadline = Instant::now() + WATCHDOG;
+        while target.breaths().len() < 50 {
+            assert!(
+                Instant::now() < deadline,
+                "the first internal batch never landed"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        let step_down = doc! { "replSetStepDown": 10, "force": true };
+        target
+            .run_command(primary, step_down, "test")
+            .expect("replSetStepDown");
+        drop(guard);
+        let outcome = finished(mabel);
+
+        let stored = target.breaths();
+        assert_stored_exactly_once(&outcome, &stored);
+        assert_eq!(stored.len(), backlog.len(), "retryWrites={retry_writes}");
+        assert_confirmed_from(&outcome.confirmed(), &backlog);
+        assert_eq!(outcome.confirmed().len(), backlog.len());
+        if !retry_writes {
+            let already = outcome
+                .confirmed()
+                .iter()
+                .filter(|c| c.already_written)
+                .count();
+            assert_eq!(
+                already, 50,
+                "the first internal batch, met again: {outcome:#?}"
+            );
+        }
+        assert!(waiting_in(&spool).is_empty());
+    }
 }

@@ -2,8 +2,10 @@
 //! mabel still reaches it, the others elect a new primary, and when the old one rejoins it
 //! rolls back every write only it had (MongoDB manual, "Rollbacks During Replica Set
 //! Failover"). The schedule reads as MongoDB's own rollback tests do
-//! (`jstests/replsets/libs/rollback_test.js`): stop replication to and from the primary,
-//! elect another, heal, watch the rollback.
+//! (`jstests/replsets/libs/rollback_test.js`): stop replication to and from the primary, let
+//! the others elect another (the simulated set does so by itself, as a real one would, and
+//! the old primary steps down when it has heard from no majority for an election timeout),
+//! heal, watch the rollback.
 //!
 //! With `--write-concern 1` mabel confirms breaths that are then rolled back, and the audit
 //! says so. With the defaults (`w: "majority"`) nothing it confirms can be rolled back,
@@ -12,7 +14,7 @@
 
 use std::collections::HashSet;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bson::oid::ObjectId;
 use bson::Document;
@@ -20,7 +22,7 @@ use serde_json::Value;
 
 use crate::support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
 use crate::support::target::fake_only;
-use mabel_sim::ReplicaSet;
+use mabel_sim::{ReplicaSet, Role, Timers};
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 const BREATHS: usize = 60;
@@ -30,21 +32,23 @@ const BREATHS: usize = 60;
 struct Play {
     /// The first write the cut-off primary takes loses its reply.
     drop_a_reply: bool,
-    /// How long the old primary is the only one before the others elect a new one.
+    /// The set's election timeout: about how long the old primary is the only one before
+    /// it steps down and the others elect a new one.
     alone: Duration,
 }
 
-/// mabel writes through member 0, which is cut off; member 1 is elected; the set heals.
-/// Returns the set (healed) and how mabel ended; `None` against a real set, where `test`
-/// is skipped.
+/// mabel writes through member 0, which is cut off; the others elect one of their own; the
+/// set heals. Returns the set (healed) and how mabel ended; `None` against a real set, where
+/// `test` is skipped.
 fn partition(
     test: &str,
     uri_options: &str,
     args: &[&str],
     play: Play,
 ) -> Option<(ReplicaSet, Outcome)> {
-    let reason = "cuts a member off and elects another at chosen moments";
-    let set = fake_only(&format!("partition::{test}"), reason)?;
+    let reason = "cuts a member off from the others while mabel still reaches it";
+    fake_only(&format!("partition::{test}"), reason)?;
+    let set = ReplicaSet::with_timers(Timers::with_election_timeout(play.alone));
     let uri = format!("{}{uri_options}", set.uri());
     let count = BREATHS.to_string();
     let run = [&["run", "--interval", "0.05", "--count", &count][..], args].concat();
@@ -55,12 +59,21 @@ fn partition(
     if play.drop_a_reply {
         set.drop_next_reply();
     }
-    thread::sleep(play.alone);
-    set.elect(1);
+    let deadline = Instant::now() + WATCHDOG;
+    while set.writable_primary().is_none_or(|p| p == 0)
+        || set.status()[0].role != Some(Role::Secondary)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no new primary: {:#?}",
+            set.events()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
     thread::sleep(Duration::from_secs(1));
     set.heal();
     let outcome = mabel.finish(WATCHDOG);
-    assert_eq!(set.primary(), Some(1));
+    assert_ne!(set.primary(), Some(0));
     Some((set, outcome))
 }
 

@@ -1,6 +1,6 @@
-//! Hundreds of breaths through a seeded random schedule of failures of every kind the fake
-//! can play, then `mabel audit` (the real binary) on what was stored: nothing lost, nothing
-//! doubled, and exactly the breaths mabel confirmed.
+//! Hundreds of breaths through a seeded random schedule of failures of every kind the
+//! simulated set can play, then `mabel audit` (the real binary) on what was stored: nothing
+//! lost, nothing doubled, and exactly the breaths mabel confirmed.
 //!
 //! The schedule is replayable: `MABEL_CHAOS_SEED=<n> cargo test --test randomized_failover`.
 //! Without it the seed is random, and printed with the figures (and on failure). Thread
@@ -9,10 +9,14 @@
 //! The driver's own retry is on or off at random (`retryWrites`), so that both its retry and
 //! mabel's (with its duplicate-key proof of an earlier attempt) meet the failures.
 //!
-//! Like a real three-member set, at most one member is down, hung or cut off at a time, so a
-//! majority could always elect a primary; one is elected after each fault that leaves none,
-//! and after each partition of the primary, which may first notice it is alone or go on
-//! acting as primary until the partition heals. One secondary at a time may lag.
+//! The schedule holds faults only, never an election: the set elects, steps down and
+//! recovers by itself on a 200 ms election timeout, as a real one does on 10 s. At most one
+//! member is down, hung or cut off at a time, but for one fault that takes both secondaries
+//! away for longer than the election timeout, so that the lone primary steps down and the set
+//! has no primary until they return. A partition heals after a random while, sometimes before
+//! the cut-off primary has noticed it is alone, so that two members act as primary for a
+//! moment. One secondary at a time may lag. Each run prints its faults and the elections the
+//! set held.
 //!
 //! With the defaults nothing is lost. A second test runs the same kind of schedule with
 //! `--write-concern 1`: the breaths a cut-off primary acknowledged are rolled back when it
@@ -31,10 +35,10 @@ use serde_json::Value;
 
 use crate::support::mabel::{assert_stored_exactly_once, Mabel, Outcome};
 use crate::support::target::fake_only;
-use mabel_sim::ReplicaSet;
+use mabel_sim::{Kind, ReplicaSet};
 
 const BREATHS: usize = 300;
-/// Hung members cost 2.5 to 7.5 s each (until a heartbeat times out), so few of them.
+/// Hung members cost about 2.5 s each (until the driver's monitor times out), so few of them.
 const SCHEDULE: &[(Fault, usize)] = &[
     (Fault::KillPrimary, 5),
     (Fault::StepDown, 5),
@@ -45,6 +49,7 @@ const SCHEDULE: &[(Fault, usize)] = &[
     (Fault::HangPrimary, 2),
     (Fault::Partition, 3),
     (Fault::Lag, 3),
+    (Fault::SecondariesDown, 2),
 ];
 /// Retryable codes a primary may answer a write with: not writable primary, interrupted by
 /// a state change, shutting down, stepped down.
@@ -63,6 +68,9 @@ enum Fault {
     Partition,
     /// A secondary copies each write a while after the primary wrote it.
     Lag,
+    /// Both secondaries are killed for longer than the election timeout: the lone primary
+    /// steps down, and there is no primary until they return.
+    SecondariesDown,
 }
 
 impl Fault {
@@ -75,6 +83,7 @@ impl Fault {
                 | Fault::KillSecondary
                 | Fault::HangPrimary
                 | Fault::Partition
+                | Fault::SecondariesDown
         )
     }
 }
@@ -90,7 +99,6 @@ struct Away {
 enum How {
     Killed,
     Hung,
-    CutOff,
 }
 
 /// What a run did, for the assertions and the figures.
@@ -100,6 +108,7 @@ struct Run {
     set: ReplicaSet,
     outcome: Outcome,
     injected: BTreeMap<Fault, usize>,
+    elections: usize,
     elapsed: Duration,
     report: Value,
     audit_code: Option<i32>,
@@ -200,8 +209,12 @@ fn run(test: &str, args: &[&str]) -> Option<Run> {
     faults.shuffle(&mut rng);
 
     let retry_writes = rng.gen_bool(0.5);
-    let reason = "kills, hangs, cuts off and elects members at chosen moments";
+    let reason = "kills, hangs and cuts off members at chosen moments";
     let set = fake_only(test, reason)?;
+    let election_timeout = set
+        .timers()
+        .election_timeout
+        .expect("a set that elects by itself");
     let uri = format!("{}&retryWrites={retry_writes}", set.uri());
     let count = BREATHS.to_string();
     let mabel_args = [&["run", "--interval", "0.02", "--count", &count][..], args].concat();
@@ -209,22 +222,18 @@ fn run(test: &str, args: &[&str]) -> Option<Run> {
     let began = Instant::now();
     let mut confirmed = 5;
     mabel.wait_for_breaths(confirmed, Duration::from_secs(30));
-    let mut away: Option<Away> = None;
+    let mut away: Vec<Away> = Vec::new();
     let mut injected: BTreeMap<Fault, usize> = BTreeMap::new();
 
     for fault in faults {
-        if away
-            .as_ref()
-            .is_some_and(|a| fault.takes_a_member() || a.until <= Instant::now())
-        {
-            bring_back(&set, away.take());
+        if fault.takes_a_member() || away.iter().any(|a| a.until <= Instant::now()) {
+            bring_back(&set, std::mem::take(&mut away));
         }
-        let primary = set.primary().expect("a primary between faults");
+        let primary = set.wait_for_primary(Duration::from_secs(30));
         let others: Vec<usize> = (0..3).filter(|&m| m != primary).collect();
-        let pause = Duration::from_millis(rng.gen_range(0..1000));
         let back = Instant::now() + Duration::from_millis(rng.gen_range(500..3000));
         let mut gone = |member, how| {
-            away = Some(Away {
+            away.push(Away {
                 member,
                 how,
                 until: back,
@@ -239,7 +248,7 @@ fn run(test: &str, args: &[&str]) -> Option<Run> {
             Fault::CrashAfterWrite => {
                 set.crash_after_next_write();
                 wait_until(
-                    || set.primary().is_none(),
+                    || set.status()[primary].role.is_none(),
                     "the primary to crash on a write",
                 );
                 gone(primary, How::Killed);
@@ -253,24 +262,15 @@ fn run(test: &str, args: &[&str]) -> Option<Run> {
             }
             Fault::HangPrimary => {
                 set.hang(primary);
-                set.step_down();
                 gone(primary, How::Hung);
             }
             Fault::Partition => {
                 set.isolate(primary);
-                // Long enough alone for a breath or more to reach it.
-                thread::sleep(Duration::from_millis(rng.gen_range(200..800)));
-                if rng.gen_bool(0.5) {
-                    set.notice_isolation(primary);
-                    elect_one_of(&set, &others, &mut rng);
-                    gone(primary, How::CutOff);
-                } else {
-                    // Two primaries, until the partition heals: sooner than the old one
-                    // would notice, which a breath waiting there cannot outlast.
-                    elect_one_of(&set, &others, &mut rng);
-                    thread::sleep(Duration::from_millis(rng.gen_range(0..1000)));
-                    set.heal();
-                }
+                // Healed after a random while: sometimes before the cut-off primary notices
+                // it is alone, sometimes after the others have elected one of their own.
+                let alone = election_timeout.mul_f64(rng.gen_range(0.5..3.0));
+                thread::sleep(alone);
+                set.heal();
             }
             Fault::Lag => {
                 let member = *others.choose(&mut rng).unwrap();
@@ -278,18 +278,22 @@ fn run(test: &str, args: &[&str]) -> Option<Run> {
                 set.set_lag(other, Duration::ZERO);
                 set.set_lag(member, Duration::from_millis(rng.gen_range(20..200)));
             }
+            Fault::SecondariesDown => {
+                for &member in &others {
+                    set.kill(member);
+                }
+                let down = election_timeout.mul_f64(rng.gen_range(1.5..4.0));
+                thread::sleep(down);
+                for &member in &others {
+                    set.revive(member);
+                }
+            }
         }
         *injected.entry(fault).or_default() += 1;
-        if set.primary().is_none() {
-            thread::sleep(pause);
-            let away_member = away.as_ref().map(|a| a.member);
-            let eligible: Vec<usize> = (0..3).filter(|&m| Some(m) != away_member).collect();
-            elect_one_of(&set, &eligible, &mut rng);
-        }
         confirmed = (confirmed + rng.gen_range(4..=12)).min(BREATHS);
         mabel.wait_for_breaths(confirmed, Duration::from_secs(60));
     }
-    bring_back(&set, away.take());
+    bring_back(&set, away);
     let outcome = mabel.finish(Duration::from_secs(90));
     let elapsed = began.elapsed();
     // The audit reads "majority" from the primary if it knows one yet, else from a
@@ -300,12 +304,18 @@ fn run(test: &str, args: &[&str]) -> Option<Run> {
     }
 
     let (audit_exit, report) = crate::support::mabel::audit(&set.uri());
+    let elections = set
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, Kind::Elected { .. }))
+        .count();
     let run = Run {
         seed,
         retry_writes,
         set,
         outcome,
         injected,
+        elections,
         elapsed,
         report,
         audit_code: audit_exit,
@@ -328,12 +338,13 @@ impl Run {
         let report = &self.report;
         say(&format!(
             "randomized failover {args:?}: seed {}, retryWrites={}, \
-             {total} failures injected {:?}, \
+             {total} failures injected {:?}, {} elections, \
              {} breaths written in {:.1} s, {incidents} incidents, {already} already written, \
              {} rolled back; audit: {} breaths, {} lost, {} doubled, {} foreign",
             self.seed,
             self.retry_writes,
             self.injected,
+            self.elections,
             written.len(),
             self.elapsed.as_secs_f64(),
             self.set.rolled_back("mabel", "breaths").len(),
@@ -345,24 +356,12 @@ impl Run {
     }
 }
 
-/// Elects one of `candidates` that can win: with a lagging member, not every one can.
-fn elect_one_of(set: &ReplicaSet, candidates: &[usize], rng: &mut StdRng) {
-    let winners: Vec<usize> = candidates
-        .iter()
-        .copied()
-        .filter(|&m| set.can_elect(m))
-        .collect();
-    let winner = *winners.choose(rng).expect("a member that can win");
-    set.elect(winner);
-}
-
-/// Revives, unhangs or reconnects the member that is away, if one is.
-fn bring_back(set: &ReplicaSet, away: Option<Away>) {
-    if let Some(Away { member, how, .. }) = away {
+/// Revives or unhangs the members that are away.
+fn bring_back(set: &ReplicaSet, away: Vec<Away>) {
+    for Away { member, how, .. } in away {
         match how {
             How::Killed => set.revive(member),
             How::Hung => set.unhang(member),
-            How::CutOff => set.heal(),
         }
     }
 }

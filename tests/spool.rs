@@ -27,11 +27,11 @@ fn kill_every_member(set: &ReplicaSet) {
     }
 }
 
-fn revive_every_member(set: &ReplicaSet, primary: usize) {
+/// Starts every member again; the set elects one of them by itself.
+fn revive_every_member(set: &ReplicaSet) {
     for member in 0..3 {
         set.revive(member);
     }
-    set.elect(primary);
 }
 
 fn args<'a>(spool: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
@@ -164,7 +164,7 @@ fn killed_mid_retry_and_restarted_every_spooled_breath_is_stored_once() {
     );
     assert!(spooled.len() >= 10, "measuring stopped: {spooled:?}");
 
-    revive_every_member(&set, 0);
+    revive_every_member(&set);
     let second = Mabel::start(
         &set.uri(),
         &args(&spool, &["--interval", "0.05", "--count", "3"]),
@@ -231,7 +231,7 @@ fn an_outage_past_the_deadline_loses_nothing_and_keeps_the_order() {
     let down = Utc::now();
     kill_every_member(&set);
     thread::sleep(Duration::from_millis(2500));
-    revive_every_member(&set, 1);
+    revive_every_member(&set);
     let up = Utc::now();
     let outcome = mabel.finish(WATCHDOG);
 
@@ -306,7 +306,7 @@ fn a_signal_in_an_outage_leaves_the_waiting_breaths_for_the_next_run() {
         first.stderr
     );
 
-    revive_every_member(&set, 0);
+    revive_every_member(&set);
     let second = Mabel::start(
         &set.uri(),
         &args(&spool, &["--interval", "0.05", "--count", "2"]),
@@ -343,7 +343,7 @@ fn a_torn_last_record_is_skipped_with_a_warning() {
     drop(file);
     let torn_at = len - RECORD as u64;
 
-    revive_every_member(&set, 0);
+    revive_every_member(&set);
     let outcome = Mabel::start(
         &set.uri(),
         &args(&spool, &["--interval", "0.05", "--count", "1"]),
@@ -382,7 +382,7 @@ fn a_damaged_record_in_the_middle_stops_mabel_and_names_its_offset() {
     bytes[offset + 20] ^= 0x40;
     fs::write(&spool, &bytes).unwrap();
 
-    revive_every_member(&set, 0);
+    revive_every_member(&set);
     let outcome = Mabel::start(
         &set.uri(),
         &args(&spool, &["--interval", "0.05", "--count", "1"]),
@@ -471,7 +471,7 @@ fn a_full_spool_stops_mabel_and_names_the_breath_it_could_not_keep() {
     let waiting = waiting_in(&spool);
     assert_eq!(waiting.len(), 5);
 
-    revive_every_member(&set, 2);
+    revive_every_member(&set);
     let outcome = Mabel::start(
         &set.uri(),
         &args(&spool, &["--interval", "0.05", "--count", "1"]),

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mabel_sim::ReplicaSet;
+use mabel_sim::{ReplicaSet, Timers};
 
 /// A fake replica set with a set name no other fake on the machine has: other fakes (other
 /// lanes, tests running beside the benchmark) may take the port of a member the benchmark
@@ -17,7 +17,10 @@ use mabel_sim::ReplicaSet;
 pub fn fake_set() -> ReplicaSet {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    ReplicaSet::start_named(&format!("bench-{}-{n}", std::process::id()))
+    ReplicaSet::start_named(
+        &format!("bench-{}-{n}", std::process::id()),
+        Timers::scripted(),
+    )
 }
 
 /// The set's three members and its name, then `extra` (`&option=value...`): no other option,

@@ -12,26 +12,28 @@
 
 use std::sync::Arc;
 use std::sync::MutexGuard;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document, RawDocumentBuf, Timestamp};
+use bson::{doc, spec::BinarySubtype, Binary, Bson, Document, RawDocumentBuf};
 
-use crate::cluster::{Shared, State};
-use crate::election::election_id;
+use crate::cluster::{Role, Shared, State};
 use crate::errors;
 use crate::fail_command;
 use crate::failpoint;
+use crate::hello;
+use crate::index_builds;
 use crate::indexes;
-use crate::oplog::OpTime;
-use crate::query::{to_bson, Query};
+use crate::insert;
+use crate::query::Query;
 use crate::stepdown;
 use crate::store::encode;
-use crate::wire::{Request, MAX_MESSAGE_SIZE};
-use crate::write_concern::{self, Concern, Unmet};
+use crate::wire::Request;
 
 /// What the connection thread does after a command.
 pub enum Outcome {
     Reply(RawDocumentBuf),
+    /// Reply, and go on replying to the same request (a streamed `hello`).
+    Stream(RawDocumentBuf),
     /// Close this connection without replying.
     HangUp,
     /// Kill the whole member without replying.
@@ -54,7 +56,7 @@ pub fn handle(
         state.insert_count += 1;
     }
     // A hung member has read the request and never answers it.
-    let term_when_read = state.writable_term(member);
+    let step_downs_when_read = state.members[member].step_downs;
     let mut held = false;
     loop {
         if !is_current(&state, member, incarnation) {
@@ -70,18 +72,13 @@ pub fn handle(
     // A write the primary was holding when it stepped down is killed with it
     // (`jstests/replsets/stepdown_kill_other_ops.js`).
     let writes = matches!(name.as_str(), "insert" | "createIndexes");
-    if held && writes && term_when_read.is_some() && state.writable_term(member) != term_when_read {
+    if held && writes && state.members[member].step_downs != step_downs_when_read {
         let retryable = request.body.get_i64("txnNumber").is_ok();
-        let message = "operation was interrupted because of a replication state change";
-        let reply = errors::command_error(11602, message, retryable);
-        return Outcome::Reply(finish(&state, raw(reply)));
+        let reply = errors::interrupted(retryable);
+        return Outcome::Reply(finish(&state, member, raw(reply)));
     }
     if shared.log {
-        let role = if state.writable_term(member).is_some() {
-            "primary"
-        } else {
-            "secondary"
-        };
+        let role = state.members[member].role.name();
         eprintln!("[fake-rs {}] {role}: {name}", state.host(member));
     }
     let (mut state, passed) = match fail_command::before_command(
@@ -97,29 +94,32 @@ pub fn handle(
     };
     let reply = match name.as_str() {
         "hello" | "isMaster" | "ismaster" => {
-            hello(&state, &shared.set_name, member, connection_id, request)
+            return hello::hello(shared, state, member, incarnation, connection_id, request)
         }
         "insert" => {
-            let outcome = insert(shared, state, member, incarnation, request);
+            let outcome = insert::insert(shared, state, member, incarnation, request);
             return fail_command::after_write(shared, member, request, &passed, outcome);
         }
         "find" => return find(shared, state, member, incarnation, request),
         "getMore" => get_more(&mut state, member, request),
         "killCursors" => kill_cursors(&mut state, member, request),
         "listIndexes" => indexes::list(&mut state, member, request),
-        "createIndexes" => indexes::create(&mut state, member, request),
+        "createIndexes" => {
+            return index_builds::create(shared, state, member, incarnation, request)
+        }
         "ping" | "endSessions" => raw(doc! { "ok": 1.0 }),
         "configureFailPoint" => raw(failpoint::configure(&mut state, member, request)),
         "replSetStepDown" => return stepdown::step_down(shared, state, member, request),
         "replSetFreeze" => raw(stepdown::freeze(&mut state, member, request)),
         "buildInfo" | "buildinfo" => raw(build_info()),
+        "setParameter" => raw(set_parameter(&mut state, member, request)),
         other => raw(errors::command_error(
             59,
             &format!("no such command: '{other}'"),
             false,
         )),
     };
-    Outcome::Reply(finish(&state, reply))
+    Outcome::Reply(finish(&state, member, reply))
 }
 
 pub fn is_current(state: &State, member: usize, incarnation: u64) -> bool {
@@ -127,147 +127,18 @@ pub fn is_current(state: &State, member: usize, incarnation: u64) -> bool {
     !state.shutting_down && m.up && m.incarnation == incarnation
 }
 
-/// The handshake and heartbeat reply of a 7.0 replica-set member.
-///
-/// `topologyVersion` is deliberately absent: with it the driver switches to streaming
-/// heartbeats (awaitable hello with `moreToCome`), which the fake does not implement. The
-/// driver then polls every `heartbeatFrequencyMS` instead. For the same reason error replies
-/// carry no `topologyVersion` either.
-///
-/// A real secondary keeps naming a crashed primary in `primary` until an election timeout
-/// passes; here `primary` disappears the moment the primary is killed or steps down. Every
-/// member but a stale primary names the primary of the newest term; a stale one names
-/// itself, with the electionId of its own term.
-fn hello(
-    state: &State,
-    set_name: &str,
-    member: usize,
-    connection_id: i32,
-    request: &Request,
-) -> RawDocumentBuf {
-    let term = state.writable_term(member);
-    let is_primary = term.is_some();
-    let mut reply = doc! { "hosts": state.hosts(), "setName": set_name, "setVersion": 1 };
-    if request.name() == "hello" {
-        reply.insert("isWritablePrimary", is_primary);
-    } else {
-        reply.insert("ismaster", is_primary);
-    }
-    reply.insert("secondary", !is_primary);
-    let primary = if is_primary {
-        Some(member)
-    } else {
-        state.primary
-    };
-    if let Some(primary) = primary {
-        reply.insert("primary", state.host(primary));
-    }
-    reply.insert("me", state.host(member));
-    if let Some(term) = term {
-        reply.insert("electionId", election_id(term));
-    }
-    let replica = state.replica(member);
-    let (last_op_time, write_date) = op_time(replica.last());
-    let (majority_op_time, majority_write_date) = op_time(replica.commit_point());
-    reply.insert(
-        "lastWrite",
-        doc! {
-            "opTime": last_op_time,
-            "lastWriteDate": write_date,
-            "majorityOpTime": majority_op_time,
-            "majorityWriteDate": majority_write_date,
-        },
-    );
-    if request.body.get_bool("helloOk") == Ok(true) {
-        reply.insert("helloOk", true);
-    }
-    reply.insert("maxBsonObjectSize", 16 * 1024 * 1024);
-    reply.insert("maxMessageSizeBytes", MAX_MESSAGE_SIZE as i32);
-    reply.insert("maxWriteBatchSize", 100_000);
-    reply.insert("localTime", DateTime::now());
-    reply.insert("logicalSessionTimeoutMinutes", 30);
-    reply.insert("connectionId", connection_id);
-    reply.insert("minWireVersion", 0);
-    reply.insert("maxWireVersion", 21);
-    reply.insert("readOnly", false);
-    reply.insert("ok", 1.0);
-    raw(reply)
-}
-
-/// `insert`, with the retryable-write history, the armed faults and the write concern.
-fn insert(
+/// `find`. The query runs outside the lock on a snapshot, so a big sort does not stall
+/// heartbeats; the cursor is registered afterwards if the member is still the same one.
+fn find(
     shared: &Shared,
     mut state: MutexGuard<'_, State>,
     member: usize,
     incarnation: u64,
     request: &Request,
 ) -> Outcome {
-    let txn_number = request.body.get_i64("txnNumber").ok();
-    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, raw(reply)));
-    let Some(term) = state.writable_term(member) else {
-        // An unacknowledged (w: 0) write cannot be refused with a reply, so a server that
-        // is not primary closes the connection instead.
-        if request.more_to_come {
-            return Outcome::HangUp;
-        }
-        return done(&state, errors::not_primary(txn_number.is_some()));
-    };
-    let Some(ns) = namespace(request, "insert") else {
-        return done(&state, errors::invalid_namespace());
-    };
-    let Some(docs) = request.documents("documents") else {
-        let message = "BSON field 'insert.documents' is missing but a required field";
-        return done(&state, errors::command_error(40414, message, false));
-    };
-    let ordered = request.body.get_bool("ordered").unwrap_or(true);
-
-    if let Some(code) = state.faults.fail_next_write.take() {
-        let first_id = to_bson(docs.first().and_then(|d| d.get("_id").ok().flatten()));
-        return done(
-            &state,
-            errors::injected_write_failure(code, &ns, first_id, txn_number.is_some()),
-        );
-    }
-
-    let session = lsid(&request.body).zip(txn_number);
-    let mut reply = match state.insert(member, term, &ns, docs, ordered, session) {
-        Ok(reply) => reply,
-        Err(refusal) => return done(&state, refusal),
-    };
-    shared.settle(&mut state);
-
-    let faults = &mut state.faults;
-    if std::mem::take(&mut faults.crash_after_next_write) {
-        return Outcome::Crash;
-    }
-    if std::mem::take(&mut faults.drop_next_reply) {
-        return Outcome::HangUp;
-    }
-    let concern = Concern::of(&request.body);
-    let alive = |state: &State| is_current(state, member, incarnation);
-    let (state, waited) = write_concern::wait(shared, state, member, term, &concern, alive);
-    match waited {
-        Ok(()) => {}
-        Err(Unmet::Gone) => return Outcome::Gone,
-        Err(Unmet::Error(error)) => {
-            errors::add_write_concern_error(&mut reply, error, txn_number.is_some())
-        }
-    }
-    done(&state, reply)
-}
-
-/// `find`. The query runs outside the lock on a snapshot, so a big sort does not stall
-/// heartbeats; the cursor is registered afterwards if the member is still the same one.
-fn find(
-    shared: &Shared,
-    state: MutexGuard<'_, State>,
-    member: usize,
-    incarnation: u64,
-    request: &Request,
-) -> Outcome {
-    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, raw(reply)));
-    if !readable(&state, member, request) {
-        return done(&state, errors::not_primary_no_secondary_ok());
+    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, member, raw(reply)));
+    if let Err(refusal) = readable(&state, member, request) {
+        return done(&state, refusal);
     }
     let Some(ns) = namespace(request, "find") else {
         return done(&state, errors::invalid_namespace());
@@ -281,6 +152,26 @@ fn find(
         .get_document("readConcern")
         .and_then(|rc| rc.get_str("level"))
         == Ok("majority");
+    if majority {
+        // No committed snapshot yet (just restarted, or rolled back): the read waits for one,
+        // interruptibly (`read_concern_mongod.cpp`, `waitForReadConcernImpl`).
+        let deadline = max_time(&request.body).map(|t| Instant::now() + t);
+        loop {
+            if !is_current(&state, member, incarnation) {
+                return Outcome::Gone;
+            }
+            let replica = state.replica(member);
+            if replica.committed > 0 || replica.oplog.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return done(&state, errors::max_time_expired());
+            }
+            let left = deadline.map_or(Duration::from_secs(1), |d| d - now);
+            state = shared.wait(state, left);
+        }
+    }
     let snapshot = state.replica(member).read(&ns, majority);
     drop(state);
 
@@ -300,7 +191,7 @@ fn find(
         state.members[member]
             .cursors
             .open(&ns, results, projection, batch_size, single_batch);
-    Outcome::Reply(finish(&state, cursor_reply(cursor)))
+    Outcome::Reply(finish(&state, member, cursor_reply(cursor)))
 }
 
 /// Served by whichever member holds the cursor, whatever its role now: reads on a member
@@ -340,6 +231,36 @@ fn kill_cursors(state: &mut State, member: usize, request: &Request) -> RawDocum
     })
 }
 
+/// `setParameter`, for the one parameter the simulated set has: `internalInsertMaxBatchSize`,
+/// as `jstests/replsets/no_disconnect_on_stepdown.js` sets it to cut an insert into batches.
+fn set_parameter(state: &mut State, member: usize, request: &Request) -> Document {
+    let size = request
+        .body
+        .get("internalInsertMaxBatchSize")
+        .and_then(Bson::as_i64)
+        .or_else(|| {
+            request
+                .body
+                .get_i32("internalInsertMaxBatchSize")
+                .ok()
+                .map(i64::from)
+        });
+    match size {
+        Some(size) if size > 0 => {
+            let m = &mut state.members[member];
+            let was = std::mem::replace(&mut m.insert_batch_size, size as usize);
+            doc! { "was": was as i32, "ok": 1.0 }
+        }
+        _ => {
+            let name = request.body.keys().nth(1).cloned().unwrap_or_default();
+            let message = format!(
+                "attempted to set unrecognized parameter [{name}], use help:true to see options "
+            );
+            errors::command_error(72, &message, false)
+        }
+    }
+}
+
 fn build_info() -> Document {
     doc! {
         "version": "7.0.0",
@@ -354,15 +275,37 @@ fn build_info() -> Document {
 
 /// Reads go to the primary unless `$readPreference` allows a secondary: in OP_MSG that is
 /// how a client grants secondaryOk.
-pub fn readable(state: &State, member: usize, request: &Request) -> bool {
+///
+/// A writable primary serves every read. Elsewhere a read without secondaryOk gets 13435; with
+/// it, a SECONDARY (or a primary not yet writable) serves it, and a member in STARTUP2,
+/// RECOVERING or ROLLBACK refuses it with 13436.
+pub fn readable(state: &State, member: usize, request: &Request) -> Result<(), Document> {
     if state.writable_term(member).is_some() {
-        return true;
+        return Ok(());
     }
     let mode = request
         .body
         .get_document("$readPreference")
         .and_then(|rp| rp.get_str("mode"));
-    matches!(mode, Ok(mode) if mode != "primary")
+    if !matches!(mode, Ok(mode) if mode != "primary") {
+        return Err(errors::not_primary_no_secondary_ok());
+    }
+    let role = state.members[member].role;
+    match role.serves_reads() {
+        true => Ok(()),
+        false => Err(errors::not_primary_or_secondary(role == Role::Recovering)),
+    }
+}
+
+/// The command's `maxTimeMS`, if it set one above 0.
+pub fn max_time(body: &Document) -> Option<Duration> {
+    let ms = match body.get("maxTimeMS")? {
+        Bson::Int32(n) => i64::from(*n),
+        Bson::Int64(n) => *n,
+        Bson::Double(f) => *f as i64,
+        _ => return None,
+    };
+    (ms > 0).then(|| Duration::from_millis(ms as u64))
 }
 
 /// `db.collection` from `$db` and the command's collection argument.
@@ -372,31 +315,6 @@ pub fn namespace(request: &Request, command: &str) -> Option<String> {
     Some(format!("{db}.{collection}"))
 }
 
-/// The bytes of `lsid.id`, the key of the retryable-write history.
-fn lsid(body: &Document) -> Option<Vec<u8>> {
-    match body.get_document("lsid").ok()?.get("id")? {
-        Bson::Binary(binary) => Some(binary.bytes.clone()),
-        _ => None,
-    }
-}
-
-/// `{ts, t}` and its wall-clock date, for `hello`'s `lastWrite`; the null OpTime before
-/// any write.
-fn op_time(optime: Option<OpTime>) -> (Document, DateTime) {
-    let (ts, t) = optime.map_or(
-        (
-            Timestamp {
-                time: 0,
-                increment: 0,
-            },
-            -1,
-        ),
-        |o| (o.ts, o.term),
-    );
-    let date = DateTime::from_millis(i64::from(ts.time) * 1000);
-    (doc! { "ts": ts, "t": t }, date)
-}
-
 pub fn cursor_reply(cursor: RawDocumentBuf) -> RawDocumentBuf {
     let mut reply = RawDocumentBuf::new();
     reply.append("cursor", cursor);
@@ -404,9 +322,21 @@ pub fn cursor_reply(cursor: RawDocumentBuf) -> RawDocumentBuf {
     reply
 }
 
-/// Adds the cluster time gossip every replica-set member attaches to every reply (with the
-/// all-zero signature of a deployment without keyfile auth).
-pub fn finish(state: &State, mut reply: RawDocumentBuf) -> RawDocumentBuf {
+/// Adds what a replica-set member attaches to every reply: `topologyVersion` to an error
+/// that says it is not (or no longer) primary, whose code is in the server's NotPrimaryError
+/// category, top-level or in `writeConcernError` (`service_entry_point_common.cpp`,
+/// `appendErrorLabelsAndTopologyVersion`); and the cluster time gossip, with the all-zero
+/// signature of a deployment without keyfile auth.
+pub fn finish(state: &State, member: usize, mut reply: RawDocumentBuf) -> RawDocumentBuf {
+    let code = |doc: &bson::RawDocument| doc.get_i32("code").ok();
+    let failed = match reply.get_f64("ok") {
+        Ok(0.0) => code(&reply),
+        _ => reply.get_document("writeConcernError").ok().and_then(code),
+    };
+    if failed.is_some_and(errors::is_not_primary_error) {
+        let version = hello::topology_version(state.members[member].topology);
+        reply.append("topologyVersion", raw(version));
+    }
     let time = state.last_op();
     let signature = doc! {
         "hash": Binary { subtype: BinarySubtype::Generic, bytes: vec![0; 20] },

@@ -116,6 +116,33 @@ pub fn not_primary_no_secondary_ok() -> Document {
     command_error(13435, "not primary and secondaryOk=false", false)
 }
 
+/// What a member in STARTUP, STARTUP2, RECOVERING or ROLLBACK answers to a read that allows
+/// secondaries (`service_entry_point_common.cpp`, the dispatch checks).
+pub fn not_primary_or_secondary(recovering: bool) -> Document {
+    let message = match recovering {
+        true => "node is recovering",
+        false => "node is not in primary or recovering state",
+    };
+    command_error(13436, message, false)
+}
+
+/// What an operation killed by a step-down gets (`InterruptedDueToReplStateChange`).
+pub fn interrupted(is_retryable_write: bool) -> Document {
+    let message = "operation was interrupted because of a replication state change";
+    command_error(11602, message, is_retryable_write)
+}
+
+/// A command that ran past its `maxTimeMS`.
+pub fn max_time_expired() -> Document {
+    command_error(50, "operation exceeded time limit", false)
+}
+
+/// The codes of the server's NotPrimaryError category (`src/mongo/base/error_codes.yml`):
+/// replies with one carry `topologyVersion`.
+pub fn is_not_primary_error(code: i32) -> bool {
+    matches!(code, 10107 | 11602 | 13435 | 13436 | 189 | 10058)
+}
+
 /// The reply to an insert that `fail_next_write(code)` made fail before anything was
 /// written. `first_id` is the `_id` of the batch's first document.
 pub fn injected_write_failure(

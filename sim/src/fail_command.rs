@@ -35,12 +35,14 @@ use crate::cluster::{Shared, State};
 use crate::commands::{finish, raw, Outcome};
 use crate::errors;
 use crate::failpoint::{error, number};
+use crate::hello;
 use crate::wire::Request;
 
 const FAILPOINT_MESSAGE: &str = "Failing command via 'failCommand' failpoint";
 
 /// What the `failCommand` check before a command left for after it.
 pub struct Passed {
+    member: usize,
     was_primary: bool,
     connection_id: i32,
     /// `errorLabels` of a fail point that blocked the command and let it run.
@@ -70,6 +72,7 @@ pub fn before_command<'a>(
         }
     }
     let mut passed = Passed {
+        member,
         was_primary: state.writable_term(member).is_some(),
         connection_id,
         labels: None,
@@ -154,6 +157,11 @@ pub fn after_write(
             if retryable && !reply.contains_key("errorLabels") {
                 reply.insert("errorLabels", vec![errors::RETRYABLE_WRITE_ERROR]);
             }
+            let not_primary = code.is_some_and(|c| errors::is_not_primary_error(c as i32));
+            if not_primary && !reply.contains_key("topologyVersion") {
+                let version = state.members[member].topology;
+                reply.insert("topologyVersion", hello::topology_version(version));
+            }
             reply.extend(metadata);
             if let Ok(given) = data.get_array("errorLabels") {
                 labels = Some(given.clone());
@@ -224,7 +232,7 @@ fn reply(state: &State, passed: &Passed, mut failed: Document) -> Outcome {
             failed.insert("errorLabels", labels.clone());
         }
     }
-    Outcome::Reply(finish(state, raw(failed)))
+    Outcome::Reply(finish(state, passed.member, raw(failed)))
 }
 
 /// Takes `$clusterTime` and `operationTime` off a finished reply, to be put back last.

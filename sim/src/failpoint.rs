@@ -9,9 +9,10 @@
 //!   `configureFailPoint` replies `{count: <timesEntered before this call>, ok: 1}`
 //!   (`src/mongo/db/commands/fail_point_cmd.cpp`); errors use the codes of `parseBSON`.
 //!
-//! The fake knows `failCommand` and `stopReplProducer` (while set, the member copies nothing
-//! from its sync source: `replication.rs`). Any other name is "not found", where a real
-//! server knows hundreds.
+//! The simulated set knows `failCommand`, `stopReplProducer` (while set, the member copies
+//! nothing from its sync source: `replication`), and `hangDuringBatchInsert`,
+//! `hangWithLockDuringBatchInsert` and `onPrimaryTransactionalWrite`, which act on an insert's
+//! batches (`insert`). Any other name is "not found", where a real server knows hundreds.
 
 use std::collections::HashMap;
 
@@ -20,7 +21,13 @@ use bson::{doc, Bson, Document};
 use crate::cluster::State;
 use crate::wire::Request;
 
-const KNOWN: [&str; 2] = ["failCommand", "stopReplProducer"];
+const KNOWN: [&str; 5] = [
+    "failCommand",
+    "stopReplProducer",
+    "hangDuringBatchInsert",
+    "hangWithLockDuringBatchInsert",
+    "onPrimaryTransactionalWrite",
+];
 
 /// The fail points of one member (one mongod process): a restart clears them.
 #[derive(Default)]

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Listener, Shared};
+use crate::cluster::{Listener, Member, Role, Shared, State, TopologyVersion, INSERT_BATCH_SIZE};
 use crate::commands::{self, Outcome};
-use crate::wire;
+use crate::events::Event;
+use crate::heartbeat::Peer;
+use crate::hello;
+use crate::wire::{self, Request};
 
 /// How often an idle accept loop checks whether it should stop.
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
@@ -35,9 +38,6 @@ pub fn start(shared: &Arc<Shared>, member: usize, listener: TcpListener) {
     m.up = true;
     m.hung = false;
     m.listener = Some(Listener { stop, thread });
-    // A new process: no fail point set, not frozen.
-    m.fail_points = Default::default();
-    m.frozen_until = None;
 }
 
 /// Closes the listening socket and shuts down every connection of `member`. Returns once
@@ -45,18 +45,16 @@ pub fn start(shared: &Arc<Shared>, member: usize, listener: TcpListener) {
 pub fn kill(shared: &Shared, member: usize) {
     let listener = {
         let mut state = shared.lock();
-        if state.primary == Some(member) {
-            state.primary = None;
-        }
         let m = &mut state.members[member];
-        m.replica.stale_term = None;
+        if !m.up {
+            return;
+        }
         m.up = false;
         m.hung = false;
         m.incarnation += 1;
-        for (_, socket) in m.sockets.drain() {
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-        m.cursors.clear();
+        m.step_downs += 1;
+        m.election_at = None;
+        m.close_connections();
         m.listener.take()
     };
     shared.changed.notify_all();
@@ -86,6 +84,37 @@ pub fn revive(shared: &Arc<Shared>, member: usize) {
         }
     };
     start(shared, member, listener);
+    shared.lock().restart(member, Instant::now());
+    shared.changed.notify_all();
+}
+
+impl Member {
+    /// Closes every client connection, and with them their cursors.
+    pub fn close_connections(&mut self) {
+        for (_, socket) in self.sockets.drain() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        self.cursors.clear();
+    }
+}
+
+impl State {
+    /// A new process of `member` on the data it left: no fail point set, not frozen, knowing
+    /// nothing of the others yet nor of the commit point, in STARTUP on its way to SECONDARY
+    /// (`clock`), with a new `topologyVersion.processId`. Its term and its vote are on disk.
+    fn restart(&mut self, member: usize, now: Instant) {
+        let count = self.members.len();
+        let m = &mut self.members[member];
+        m.fail_points = Default::default();
+        m.insert_batch_size = INSERT_BATCH_SIZE;
+        m.frozen_until = None;
+        m.topology = TopologyVersion::new();
+        m.replica.committed = 0;
+        m.peers = (0..count).map(|_| Peer::unknown(now)).collect();
+        m.role = Role::Startup;
+        m.role_since = now;
+        self.events.push(Event::role(member, Role::Startup, m.term));
+    }
 }
 
 /// Stops every member and waits for every thread the set started.
@@ -154,7 +183,8 @@ fn adopt(shared: &Arc<Shared>, member: usize, incarnation: u64, stream: TcpStrea
     shared.track(thread);
 }
 
-/// Answers requests until the peer leaves, the member dies, or a fault hangs up.
+/// Answers requests until the peer leaves, the member dies, or a fault hangs up. A streamed
+/// `hello` is answered again and again on its own, each reply in response to the last.
 fn serve(
     shared: Arc<Shared>,
     member: usize,
@@ -163,7 +193,18 @@ fn serve(
     connection_id: i32,
     mut stream: TcpStream,
 ) {
-    while let Ok(Some(request)) = wire::read_request(&mut stream) {
+    let mut streaming: Option<(Request, i32)> = None;
+    loop {
+        let (request, response_to) = match streaming.take() {
+            Some(next) => next,
+            None => match wire::read_request(&mut stream) {
+                Ok(Some(request)) => {
+                    let id = request.request_id;
+                    (request, id)
+                }
+                _ => break,
+            },
+        };
         let outcome = commands::handle(&shared, member, incarnation, connection_id, &request);
         if request.name() == "insert" {
             // Outside the lock: heartbeats and the other connections carry on meanwhile.
@@ -175,8 +216,17 @@ fn serve(
         match outcome {
             Outcome::Reply(reply) => {
                 if !request.more_to_come
-                    && wire::write_reply(&mut stream, request.request_id, &reply).is_err()
+                    && wire::write_reply(&mut stream, response_to, &reply, false).is_err()
                 {
+                    break;
+                }
+            }
+            Outcome::Stream(reply) => {
+                let Ok(sent) = wire::write_reply(&mut stream, response_to, &reply, true) else {
+                    break;
+                };
+                streaming = hello::next_in_stream(&request, &reply).map(|next| (next, sent));
+                if streaming.is_none() {
                     break;
                 }
             }

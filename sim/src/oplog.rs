@@ -54,14 +54,38 @@ pub enum Op {
         doc: Arc<RawDocumentBuf>,
         statement: Option<Statement>,
     },
+    /// A collection created, explicitly or by the first write into it.
+    Create {
+        ns: String,
+        uuid: bson::Uuid,
+    },
+    /// An index built in one step: on an empty or new collection.
     CreateIndex {
         ns: String,
         key: Vec<(String, i32)>,
         unique: bool,
     },
-    /// The no-op a member writes when it becomes primary, so that it can commit an entry of
-    /// its own term (README "Transitioning to PRIMARY").
-    NewPrimary,
+    /// The phases of a two-phase index build (`src/mongo/db/index_builds/README.md`): each
+    /// member starts building when it applies the start, and the index is ready where the
+    /// commit is applied; an abort drops it.
+    StartIndexBuild {
+        ns: String,
+        key: Vec<(String, i32)>,
+        unique: bool,
+        build: u64,
+    },
+    CommitIndexBuild {
+        ns: String,
+        build: u64,
+    },
+    AbortIndexBuild {
+        ns: String,
+        build: u64,
+    },
+    /// A no-op: `{msg: "new primary"}`, which a member writes when it becomes primary so that
+    /// it can commit an entry of its own term (README "Transitioning to PRIMARY"), or
+    /// `{msg: "initiating set"}`, the first entry of every member's oplog.
+    Noop,
 }
 
 /// A statement of a retryable write: the server remembers executed statements per session.

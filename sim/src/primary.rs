@@ -8,6 +8,9 @@
 //! with them on rollback. A statement that failed leaves no record and runs again on a retry.
 //! A retried statement counts in `n` and is listed in `retriedStmtIds`
 //! (`src/mongo/db/ops/write_ops_exec.cpp`, `performInserts`).
+//!
+//! An insert runs an internal batch at a time, so that a step-down can cut it part-way, as it
+//! does on the server (`commands::insert`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,8 +25,79 @@ use crate::store::{with_id_first, DuplicateKey, History};
 /// A retryable write's session: `lsid.id` bytes and `txnNumber`.
 pub type Session = (Vec<u8>, i64);
 
+/// An insert under way on a primary, run an internal batch at a time as the server runs it
+/// (`internalInsertMaxBatchSize` documents, `performInserts`): what the session's record says
+/// was executed already, and the reply so far.
+pub struct Insert {
+    ns: String,
+    docs: Vec<RawDocumentBuf>,
+    ordered: bool,
+    session: Option<Session>,
+    executed: HashSet<i32>,
+    next: usize,
+    n: i32,
+    retried: Vec<i32>,
+    write_errors: Vec<Document>,
+    stopped: bool,
+}
+
+impl Insert {
+    /// Every document was tried, or an ordered insert stopped at an error.
+    pub fn is_done(&self) -> bool {
+        self.stopped || self.next >= self.docs.len()
+    }
+
+    /// How many documents are still to be tried.
+    pub fn left(&self) -> usize {
+        self.docs.len() - self.next
+    }
+
+    /// The next document fails with `code`, as a write error; an ordered insert stops there.
+    pub fn refuse_next(&mut self, code: i32, errmsg: String) {
+        if self.is_done() {
+            return;
+        }
+        let index = self.next as i32;
+        self.write_errors
+            .push(doc! { "index": index, "code": code, "errmsg": errmsg });
+        self.next += 1;
+        self.stopped = self.ordered;
+    }
+
+    /// Every document still to be tried fails with `code` (only the next, if ordered).
+    pub fn refuse_rest(&mut self, code: i32, errmsg: &str) {
+        while !self.is_done() {
+            self.refuse_next(code, errmsg.to_string());
+        }
+    }
+
+    /// The session's id and `txnNumber`, as a message names them.
+    pub fn session_name(&self) -> (String, i64) {
+        let Some((lsid, txn_number)) = &self.session else {
+            return (String::new(), 0);
+        };
+        let id = <[u8; 16]>::try_from(lsid.as_slice())
+            .map(|bytes| bson::Uuid::from_bytes(bytes).to_string())
+            .unwrap_or_default();
+        (id, *txn_number)
+    }
+
+    /// `{n, writeErrors, retriedStmtIds, ok: 1}`.
+    pub fn reply(self) -> Document {
+        let mut reply = doc! { "n": self.n };
+        if !self.write_errors.is_empty() {
+            reply.insert("writeErrors", self.write_errors);
+        }
+        if !self.retried.is_empty() {
+            reply.insert("retriedStmtIds", self.retried);
+        }
+        reply.insert("ok", 1.0);
+        reply
+    }
+}
+
 impl State {
-    /// Executes an insert on `member`, primary in `term`. Returns the reply body (with
+    /// Executes a whole insert on `member`, primary in `term`. Returns the reply body (with
     /// `ok: 1`), or the command error that refuses it.
     pub fn insert(
         &mut self,
@@ -34,6 +108,23 @@ impl State {
         ordered: bool,
         session: Option<Session>,
     ) -> Result<Document, Document> {
+        let mut insert = self.begin_insert(member, ns, docs, ordered, session)?;
+        while !insert.is_done() {
+            self.insert_batch(member, term, &mut insert, usize::MAX);
+        }
+        Ok(insert.reply())
+    }
+
+    /// An insert on `member`, checked against the session's record: a retry of a newer
+    /// `txnNumber` is refused.
+    pub fn begin_insert(
+        &self,
+        member: usize,
+        ns: &str,
+        docs: Vec<RawDocumentBuf>,
+        ordered: bool,
+        session: Option<Session>,
+    ) -> Result<Insert, Document> {
         let executed = match &session {
             None => HashSet::new(),
             Some((lsid, txn)) => match self.replica(member).store.history(lsid, *txn) {
@@ -49,50 +140,75 @@ impl State {
                 }
             },
         };
-        let mut n = 0;
-        let mut retried = Vec::new();
-        let mut write_errors = Vec::new();
-        for (position, doc) in docs.into_iter().enumerate() {
+        Ok(Insert {
+            ns: ns.to_string(),
+            docs,
+            ordered,
+            session,
+            executed,
+            next: 0,
+            n: 0,
+            retried: Vec::new(),
+            write_errors: Vec::new(),
+            stopped: false,
+        })
+    }
+
+    /// Executes the next `most` documents of `insert` on `member`, primary in `term`.
+    pub fn insert_batch(&mut self, member: usize, term: i64, insert: &mut Insert, most: usize) {
+        let end = insert.next.saturating_add(most).min(insert.docs.len());
+        let ns = insert.ns.clone();
+        for position in insert.next..end {
+            insert.next = position + 1;
             let stmt_id = position as i32;
-            if executed.contains(&stmt_id) {
-                n += 1;
-                retried.push(stmt_id);
+            if insert.executed.contains(&stmt_id) {
+                insert.n += 1;
+                insert.retried.push(stmt_id);
                 continue;
             }
-            let doc = with_id_first(doc);
-            if let Err(dup) = self.replica(member).store.check(ns, &doc) {
-                write_errors.push(dup.write_error(position));
-                if ordered {
-                    break;
+            let doc = with_id_first(insert.docs[position].clone());
+            self.ensure_collection(member, term, &ns);
+            if let Err(dup) = self.replica(member).store.check(&ns, &doc) {
+                insert.write_errors.push(dup.write_error(position));
+                if insert.ordered {
+                    insert.stopped = true;
+                    return;
                 }
                 continue;
             }
-            let statement = session.as_ref().map(|(lsid, txn_number)| Statement {
+            let statement = insert.session.as_ref().map(|(lsid, txn_number)| Statement {
                 lsid: lsid.clone(),
                 txn_number: *txn_number,
                 stmt_id,
             });
             let op = Op::Insert {
-                ns: ns.to_string(),
+                ns: ns.clone(),
                 doc: Arc::new(doc),
                 statement,
             };
             self.log(member, term, op);
-            n += 1;
+            insert.n += 1;
         }
-        let mut reply = doc! { "n": n };
-        if !write_errors.is_empty() {
-            reply.insert("writeErrors", write_errors);
-        }
-        if !retried.is_empty() {
-            reply.insert("retriedStmtIds", retried);
-        }
-        reply.insert("ok", 1.0);
-        Ok(reply)
     }
 
-    /// Builds an index on `member`, primary in `term`, and logs it if it is new: on one
-    /// field, or on several when it is not unique. Returns whether it is new.
+    /// Logs the creation of `ns` on `member`, primary in `term`, unless it exists: the first
+    /// write into a collection creates it.
+    pub fn ensure_collection(&mut self, member: usize, term: i64, ns: &str) {
+        if self.replica(member).store.uuid(ns).is_none() {
+            let uuid = bson::Uuid::new();
+            self.log(
+                member,
+                term,
+                Op::Create {
+                    ns: ns.to_string(),
+                    uuid,
+                },
+            );
+        }
+    }
+
+    /// Builds an index in one step on `member`, primary in `term`, and logs it if it is new:
+    /// on one field, or on several when it is not unique. Returns whether it is new.
     pub fn create_index(
         &mut self,
         member: usize,
@@ -101,17 +217,20 @@ impl State {
         key: &[(String, i32)],
         unique: bool,
     ) -> Result<bool, Box<DuplicateKey>> {
-        let store = &mut self.replica_mut(member).store;
-        let created = store.create_any_index(ns, key, unique)?;
-        if created {
-            // Applying the entry here again finds the index built and changes nothing.
-            let op = Op::CreateIndex {
-                ns: ns.to_string(),
-                key: key.to_vec(),
-                unique,
-            };
-            self.log(member, term, op);
+        let store = &self.replica(member).store;
+        if store.has_index(ns, key) {
+            return Ok(false);
         }
-        Ok(created)
+        if let Some(duplicate) = store.duplicate_for(ns, &key[0].0, key[0].1, unique) {
+            return Err(duplicate);
+        }
+        self.ensure_collection(member, term, ns);
+        let op = Op::CreateIndex {
+            ns: ns.to_string(),
+            key: key.to_vec(),
+            unique,
+        };
+        self.log(member, term, op);
+        Ok(true)
     }
 }

@@ -15,9 +15,12 @@
 //! A member counts as holding an entry the moment it copies it: the journal is instant, so
 //! `j: true` changes nothing and lastDurable is lastApplied.
 //!
-//! Nothing here runs on its own clock: `replicate` is called whenever a member is touched
-//! (every command, every control, and every 10 ms by a write waiting for its concern), and
-//! does what the elapsed time allows.
+//! A member that finds its history diverged enters ROLLBACK: its data is rolled back at once
+//! (what it drops is kept for tests) and it copies nothing until its rollback and recovery
+//! are over (`clock`).
+//!
+//! `replicate` runs on the set's clock and before every command and control, and does what
+//! the elapsed time allows.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use bson::{RawDocumentBuf, Timestamp};
 
-use crate::cluster::State;
+use crate::cluster::{Phase, Role, State};
+use crate::events::{Event, Kind};
 use crate::oplog::{common_point, Entry, Op, OpTime};
 use crate::store::Store;
 
@@ -43,9 +47,6 @@ pub struct Replica {
     pub lag: Duration,
     /// Cut off from the other members; clients still reach it.
     pub isolated: bool,
-    /// The term of an earlier election this member still acts as primary of: it was cut off
-    /// when another member was elected and has not yet heard of it.
-    pub stale_term: Option<i64>,
 }
 
 /// Documents rolled back, by namespace, in the order they left.
@@ -106,16 +107,6 @@ impl State {
             })
     }
 
-    /// The term `member` takes writes in, if it acts as primary: the current one, or an
-    /// earlier one it has not yet heard is over.
-    pub fn writable_term(&self, member: usize) -> Option<i64> {
-        if self.primary == Some(member) {
-            Some(self.term)
-        } else {
-            self.replica(member).stale_term
-        }
-    }
-
     /// Writes `op` into the oplog of `member`, primary in `term`, and applies it there.
     pub fn log(&mut self, member: usize, term: i64, op: Op) -> OpTime {
         let optime = OpTime {
@@ -133,13 +124,11 @@ impl State {
 
     /// Lets replication do what it can by now. Returns whether anything moved, so that
     /// writes waiting for their concern can be woken.
-    pub fn replicate(&mut self) -> bool {
-        let now = Instant::now();
+    pub fn replicate(&mut self, now: Instant) -> bool {
         let mut moved = false;
         loop {
             let mut pass = false;
             for member in 0..self.members.len() {
-                pass |= self.hear_of_newer_term(member);
                 pass |= self.sync(member, now, false);
             }
             for member in 0..self.members.len() {
@@ -152,19 +141,7 @@ impl State {
         }
     }
 
-    /// A primary of an earlier term that reaches another member again learns of the newer
-    /// term from its heartbeats and steps down (README "Step Down", unconditional).
-    fn hear_of_newer_term(&mut self, member: usize) -> bool {
-        let stale = self.replica(member).stale_term.is_some();
-        let reaches = (0..self.members.len()).any(|other| self.linked(member, other));
-        if stale && reaches {
-            self.replica_mut(member).stale_term = None;
-            return true;
-        }
-        false
-    }
-
-    /// Copies to `member` what its sync source has and it lacks, rolling back first if its
+    /// Copies to `member` what its sync source has and it lacks, or rolls back if its
     /// history diverged; `catch_up` ignores the lag, as a primary-elect fetches what it can
     /// before it takes writes. Returns whether the member's oplog changed.
     pub fn sync(&mut self, member: usize, now: Instant, catch_up: bool) -> bool {
@@ -172,7 +149,12 @@ impl State {
         // `stopReplProducer` stops the oplog fetcher (`jstests/libs/write_concern_util.js`,
         // `stopServerReplication`).
         let stopped = m.fail_points.is_set("stopReplProducer");
-        if !m.up || m.hung || stopped || self.writable_term(member).is_some() {
+        let fetches = match m.role {
+            Role::Startup2 | Role::Recovering | Role::Secondary => !catch_up,
+            Role::Primary(Phase::CatchUp) => catch_up,
+            Role::Startup | Role::Rollback | Role::Primary(_) => false,
+        };
+        if !self.can_act(member) || stopped || !fetches {
             return false;
         }
         let mine = self.replica(member).last();
@@ -195,24 +177,26 @@ impl State {
             let due: Vec<Arc<Entry>> = theirs[common..]
                 .iter()
                 .take_while(|e| e.written + lag <= now)
+                .take_while(|e| !self.holds_at_commit(member, &e.op, now))
                 .cloned()
                 .collect();
             (common, due)
         };
-        let diverged = common < self.replica(member).oplog.len();
-        if diverged {
-            self.roll_back(member, common);
+        if common < self.replica(member).oplog.len() {
+            self.roll_back(member, common, now);
+            return true;
         }
         let copied = !due.is_empty();
         for entry in due {
             self.replica_mut(member).append(entry);
         }
-        diverged || copied
+        copied
     }
 
     /// Truncates `member`'s oplog to `common` entries and rebuilds its data from what is
-    /// left, retryable-write records included (`jstests/replsets/rollback_transaction_table.js`).
-    fn roll_back(&mut self, member: usize, common: usize) {
+    /// left, retryable-write records included (`jstests/replsets/rollback_transaction_table.js`),
+    /// in ROLLBACK, which kills user operations as a step-down does.
+    fn roll_back(&mut self, member: usize, common: usize, now: Instant) {
         let replica = self.replica_mut(member);
         assert!(
             common >= replica.committed,
@@ -220,6 +204,17 @@ impl State {
         );
         let gone = replica.oplog.split_off(common);
         replica.store = Store::rebuild(&replica.oplog);
+        let writes = gone
+            .iter()
+            .filter(|e| matches!(e.op, Op::Insert { .. }))
+            .count();
+        self.events
+            .push(Event::new(member, Kind::RolledBack { writes }));
+        // ROLLBACK kills user operations and closes the clients' connections, the driver's
+        // included (`_performPostMemberStateUpdateAction`, `closeConnections`).
+        self.members[member].step_downs += 1;
+        self.members[member].close_connections();
+        self.set_role(member, Role::Rollback, now);
         for entry in gone {
             if let Op::Insert { ns, doc, .. } = &entry.op {
                 self.rolled_back
@@ -288,7 +283,7 @@ impl State {
     /// The member whose data `FakeReplicaSet::documents` shows: the primary of the newest
     /// term, or with none the member with the newest entry (alive or not: its data is on disk).
     pub fn newest_member(&self) -> usize {
-        self.primary.unwrap_or_else(|| {
+        self.primary().unwrap_or_else(|| {
             (0..self.members.len())
                 .max_by_key(|&m| self.replica(m).last())
                 .expect("a set has members")

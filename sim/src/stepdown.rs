@@ -11,34 +11,30 @@
 //! 4.2+.
 //!
 //! Where no handoff happens (a forced step-down, or the chosen secondary is frozen), the
-//! secondaries of a real set stand for election after `electionTimeoutMillis` (10 s); the
-//! fake's do after `ELECTION_TIMEOUT`, kept short so that tests stay fast. The lowest-numbered
-//! member that is up, answering, not frozen and able to win the vote (`election.rs`) wins. A
-//! secondary is caught up when it holds the primary's newest entry, so the non-forced
-//! catch-up wait fails when none does within the catch-up period (one that lags, or is cut
-//! off, or none answering).
+//! secondaries stand for election when their election timers fire (`election`); on a
+//! scripted set, which has none, nobody does. A secondary is caught up when it holds the
+//! primary's newest entry, so the non-forced catch-up wait fails when none does within the
+//! catch-up period (one that lags, or is cut off, or none answering).
 
-use std::sync::{Arc, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use bson::{doc, Bson, Document};
 
 use crate::cluster::{Shared, State};
 use crate::commands::{finish, raw, Outcome};
+use crate::election::StepDown;
 use crate::failpoint::error;
 use crate::wire::Request;
 
-/// The fake's stand-in for `electionTimeoutMillis`.
-pub const ELECTION_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// `{replSetStepDown: <secs>, secondaryCatchUpPeriodSecs, force}`.
 pub fn step_down(
-    shared: &Arc<Shared>,
+    shared: &Shared,
     mut state: MutexGuard<'_, State>,
     member: usize,
     request: &Request,
 ) -> Outcome {
-    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, raw(reply)));
+    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, member, raw(reply)));
     let body = &request.body;
     let force = truthy(body.get("force"));
     let (step_down_secs, catch_up_secs) = match periods(body, force) {
@@ -72,19 +68,17 @@ pub fn step_down(
             shared.settle(&mut state);
         }
     }
-    state.stand_down(member);
-    state.members[member].frozen_until = Some(Instant::now() + Duration::from_secs(step_down_secs));
-    let handed_off = !force
-        && caught_up(&state, member)
-            .filter(|&candidate| electable(&state, candidate))
-            .is_some_and(|candidate| state.elect(candidate));
-    shared.changed.notify_all();
-    let reply = done(&state, doc! { "ok": 1.0 });
-    drop(state);
-    if !handed_off {
-        elect_when_one_can(shared);
+    let now = Instant::now();
+    state.step_down(member, StepDown::Command, now);
+    state.members[member].frozen_until = Some(now + Duration::from_secs(step_down_secs));
+    if !force {
+        // The handoff: `replSetStepUp`, a real election without the timer or a dry run.
+        if let Some(candidate) = caught_up(&state, member).filter(|&c| state.electable(c, now)) {
+            state.stand(candidate, now);
+        }
     }
-    reply
+    shared.changed.notify_all();
+    done(&state, doc! { "ok": 1.0 })
 }
 
 /// `{replSetFreeze: <secs>}`: the member will not stand for election for `secs`; 0 unfreezes.
@@ -157,37 +151,6 @@ fn caught_up(state: &State, primary: usize) -> Option<usize> {
     let newest = state.replica(primary).last();
     (0..state.members.len())
         .find(|&m| state.linked(primary, m) && state.replica(m).last() >= newest)
-}
-
-fn electable(state: &State, member: usize) -> bool {
-    let m = &state.members[member];
-    m.up && !m.hung && m.frozen_until.is_none_or(|t| t <= Instant::now())
-}
-
-/// From a background thread: every `ELECTION_TIMEOUT` while the set has no primary, the
-/// lowest-numbered electable member wins an election.
-fn elect_when_one_can(shared: &Arc<Shared>) {
-    let set = Arc::clone(shared);
-    let thread = std::thread::spawn(move || loop {
-        let shared = &set;
-        let deadline = Instant::now() + ELECTION_TIMEOUT;
-        let mut state = shared.lock();
-        while !state.shutting_down && Instant::now() < deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            state = shared.wait(state, left);
-        }
-        if state.shutting_down || state.primary.is_some() {
-            return;
-        }
-        let winner = (0..state.members.len()).find(|&m| electable(&state, m) && state.can_win(m));
-        if let Some(winner) = winner {
-            state.elect(winner);
-            drop(state);
-            shared.changed.notify_all();
-            return;
-        }
-    });
-    shared.track(thread);
 }
 
 fn truthy(value: Option<&Bson>) -> bool {

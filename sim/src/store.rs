@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bson::{doc, oid::ObjectId, Bson, Document, RawBson, RawDocumentBuf, Timestamp};
 
@@ -21,9 +22,12 @@ pub struct Store {
     /// were executed. As on the server, a statement that failed (a duplicate key) leaves no
     /// trace and runs again on a retry, and only the newest `txnNumber` is kept.
     sessions: HashMap<Vec<u8>, (i64, HashSet<i32>)>,
+    /// Two-phase index builds this member has started, and when.
+    pub builds: HashMap<u64, Instant>,
 }
 
 pub struct Collection {
+    pub uuid: bson::Uuid,
     docs: Vec<Arc<RawDocumentBuf>>,
     /// The timestamp of the entry that inserted each document, ascending.
     stamps: Vec<Timestamp>,
@@ -40,6 +44,8 @@ pub struct Index {
     /// The fields after the first of a compound key, such as `_id` in `{time: 1, _id: 1}`.
     pub rest: Vec<(String, i32)>,
     pub unique: bool,
+    /// The two-phase build it is still part of; `None` once it is ready.
+    pub building: Option<u64>,
     keys: HashSet<Vec<u8>>,
 }
 
@@ -81,8 +87,9 @@ pub enum History {
 }
 
 impl Collection {
-    fn new() -> Collection {
+    fn new(uuid: bson::Uuid) -> Collection {
         Collection {
+            uuid,
             docs: Vec::new(),
             stamps: Vec::new(),
             indexes: vec![Index::new("_id", 1, true)],
@@ -91,7 +98,11 @@ impl Collection {
 
     /// Whether every unique index would take `doc`.
     fn check(&self, ns: &str, doc: &RawDocumentBuf) -> Result<(), Box<DuplicateKey>> {
-        for index in self.indexes.iter().filter(|i| i.unique) {
+        for index in self
+            .indexes
+            .iter()
+            .filter(|i| i.unique && i.building.is_none())
+        {
             let value = lookup(doc, &index.field);
             if index.keys.contains(&index_key(value)) {
                 return Err(Box::new(DuplicateKey {
@@ -129,11 +140,20 @@ impl Index {
             direction,
             rest: Vec::new(),
             unique,
+            building: None,
             keys: HashSet::new(),
         }
     }
 
-    /// The entry `listIndexes` returns.
+    /// Its key, every field with its direction.
+    pub fn key(&self) -> Vec<(String, i32)> {
+        let first = (self.field.clone(), self.direction);
+        std::iter::once(first)
+            .chain(self.rest.iter().cloned())
+            .collect()
+    }
+
+    /// The entry `listIndexes` returns, ready or still building.
     pub fn spec(&self) -> Document {
         let mut key = doc! { self.field.as_str(): self.direction };
         for (field, direction) in &self.rest {
@@ -170,12 +190,60 @@ impl Store {
                     self.record(statement);
                 }
             }
+            Op::Create { ns, uuid } => {
+                self.collections
+                    .entry(ns.clone())
+                    .or_insert_with(|| Collection::new(*uuid));
+            }
             Op::CreateIndex { ns, key, unique } => {
                 self.create_any_index(ns, key, *unique)
                     .expect("the primary built this index over the same documents");
             }
-            Op::NewPrimary => {}
+            Op::StartIndexBuild {
+                ns,
+                key,
+                unique,
+                build,
+            } => {
+                self.create_any_index(ns, key, *unique)
+                    .expect("the primary built this index over the same documents");
+                if let Some(index) = self.index_mut(ns, key) {
+                    index.building = Some(*build);
+                }
+                self.builds.insert(*build, Instant::now());
+            }
+            Op::CommitIndexBuild { ns, build } => {
+                if let Some(c) = self.collections.get_mut(ns) {
+                    for index in c.indexes.iter_mut().filter(|i| i.building == Some(*build)) {
+                        index.building = None;
+                    }
+                }
+                self.builds.remove(build);
+            }
+            Op::AbortIndexBuild { ns, build } => {
+                if let Some(c) = self.collections.get_mut(ns) {
+                    c.indexes.retain(|i| i.building != Some(*build));
+                }
+                self.builds.remove(build);
+            }
+            Op::Noop => {}
         }
+    }
+
+    /// The index on exactly `key`, if the collection has one.
+    fn index_mut(&mut self, ns: &str, key: &[(String, i32)]) -> Option<&mut Index> {
+        let collection = self.collections.get_mut(ns)?;
+        collection.indexes.iter_mut().find(|i| i.key() == key)
+    }
+
+    /// The collection's UUID, if it exists.
+    pub fn uuid(&self, ns: &str) -> Option<bson::Uuid> {
+        self.collections.get(ns).map(|c| c.uuid)
+    }
+
+    /// How many documents the collection holds (0 if it does not exist).
+    pub fn count(&self, ns: &str) -> usize {
+        self.collections.get(ns).map_or(0, |c| c.docs.len())
     }
 
     /// The data a member has after applying `entries` from the start.
@@ -187,10 +255,12 @@ impl Store {
         store
     }
 
+    /// The collection, created by the `Create` entry the primary logs before the first
+    /// write into it.
     fn collection(&mut self, ns: &str) -> &mut Collection {
         self.collections
             .entry(ns.to_string())
-            .or_insert_with(Collection::new)
+            .or_insert_with(|| Collection::new(bson::Uuid::new()))
     }
 
     fn record(&mut self, statement: &Statement) {
@@ -213,27 +283,51 @@ impl Store {
         direction: i32,
         unique: bool,
     ) -> Result<bool, Box<DuplicateKey>> {
-        let collection = self.collection(ns);
         let mut index = Index::new(field, direction, unique);
-        if collection.indexes.iter().any(|i| i.name == index.name) {
+        if self.has_index(ns, &index.key()) {
             return Ok(false);
         }
+        if let Some(duplicate) = self.duplicate_for(ns, field, direction, unique) {
+            return Err(duplicate);
+        }
+        let collection = self.collection(ns);
         if unique {
             for doc in &collection.docs {
-                let value = lookup(doc, field);
-                if !index.keys.insert(index_key(value)) {
-                    return Err(Box::new(DuplicateKey {
-                        ns: ns.to_string(),
-                        index: index.name,
-                        field: field.to_string(),
-                        direction,
-                        value: to_bson(value),
-                    }));
-                }
+                index.keys.insert(index_key(lookup(doc, field)));
             }
         }
         collection.indexes.push(index);
         Ok(true)
+    }
+
+    /// Whether the collection has an index on exactly `key`, ready or still building.
+    pub fn has_index(&self, ns: &str, key: &[(String, i32)]) -> bool {
+        self.indexes(ns)
+            .is_some_and(|indexes| indexes.iter().any(|i| i.key() == key))
+    }
+
+    /// The first document a unique index on `field` would find a duplicate of, if any.
+    pub fn duplicate_for(
+        &self,
+        ns: &str,
+        field: &str,
+        direction: i32,
+        unique: bool,
+    ) -> Option<Box<DuplicateKey>> {
+        let collection = self.collections.get(ns).filter(|_| unique)?;
+        let mut keys = HashSet::new();
+        let duplicate = collection
+            .docs
+            .iter()
+            .find(|doc| !keys.insert(index_key(lookup(doc, field))))?;
+        let value = lookup(duplicate, field);
+        Some(Box::new(DuplicateKey {
+            ns: ns.to_string(),
+            index: Index::new(field, direction, true).name,
+            field: field.to_string(),
+            direction,
+            value: to_bson(value),
+        }))
     }
 
     /// An index on `key`: `create_index` for one field, `create_compound_index` for more.
@@ -253,10 +347,7 @@ impl Store {
     /// `<field>_<direction>` joined by `_`, so `{time: 1, _id: 1}` is `time_1__id_1`.
     /// Returns whether the index is new.
     pub fn create_compound_index(&mut self, ns: &str, key: &[(String, i32)]) -> bool {
-        let collection = self
-            .collections
-            .entry(ns.to_string())
-            .or_insert_with(Collection::new);
+        let collection = self.collection(ns);
         let name = key
             .iter()
             .map(|(field, direction)| format!("{field}_{direction}"))

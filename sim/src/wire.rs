@@ -15,6 +15,7 @@ const OP_MSG: i32 = 2013;
 const HEADER_LEN: usize = 16;
 const CHECKSUM_PRESENT: u32 = 1;
 const MORE_TO_COME: u32 = 1 << 1;
+const EXHAUST_ALLOWED: u32 = 1 << 16;
 /// The limit the fake advertises in `hello`; a larger message is a protocol error.
 pub const MAX_MESSAGE_SIZE: usize = 48_000_000;
 
@@ -24,6 +25,8 @@ pub struct Request {
     pub request_id: i32,
     /// The client asked for no reply (fire-and-forget).
     pub more_to_come: bool,
+    /// The client takes a stream of replies to this one request (awaitable `hello`).
+    pub exhaust_allowed: bool,
     pub body: Document,
     pub sequences: Vec<(String, Vec<RawDocumentBuf>)>,
 }
@@ -126,6 +129,7 @@ fn parse_op_msg(request_id: i32, payload: &[u8]) -> io::Result<Request> {
     Ok(Request {
         request_id,
         more_to_come: flags & MORE_TO_COME != 0,
+        exhaust_allowed: flags & EXHAUST_ALLOWED != 0,
         body: body.ok_or_else(|| invalid("no kind-0 section"))?,
         sequences,
     })
@@ -152,29 +156,31 @@ fn read_len(payload: &[u8], pos: usize, end: usize) -> io::Result<usize> {
 }
 
 /// Writes an OP_MSG reply with one kind-0 section in a single `write_all`, so a reply is
-/// either fully sent or the connection is broken.
+/// either fully sent or the connection is broken. With `more_to_come`, more replies to the
+/// same request follow, each in response to the one before (OP_MSG specification, "exhaust").
+/// Returns the reply's own request id.
 pub fn write_reply(
     stream: &mut impl Write,
     response_to: i32,
     body: &RawDocumentBuf,
-) -> io::Result<()> {
+    more_to_come: bool,
+) -> io::Result<i32> {
     static NEXT_REQUEST_ID: AtomicI32 = AtomicI32::new(1);
     let body = body.as_bytes();
     let total = HEADER_LEN + 4 + 1 + body.len();
+    let request_id = NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed);
+    let flags = if more_to_come { MORE_TO_COME } else { 0 };
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(&(total as i32).to_le_bytes());
-    out.extend_from_slice(
-        &NEXT_REQUEST_ID
-            .fetch_add(1, Ordering::Relaxed)
-            .to_le_bytes(),
-    );
+    out.extend_from_slice(&request_id.to_le_bytes());
     out.extend_from_slice(&response_to.to_le_bytes());
     out.extend_from_slice(&OP_MSG.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
     out.push(0);
     out.extend_from_slice(body);
     stream.write_all(&out)?;
-    stream.flush()
+    stream.flush()?;
+    Ok(request_id)
 }
 
 fn le_i32(bytes: &[u8]) -> i32 {

@@ -12,7 +12,7 @@
 //! so a duplicate key or a retry answered from the retryable-write table waits like a write.
 //!
 //! Limits: tag sets are not implemented (any `w` string but "majority" waits as "majority"),
-//! only `insert` waits (`createIndexes` replies at once), and the `NoWritesPerformed` label,
+//! and the `NoWritesPerformed` label,
 //! which the server adds beside `RetryableWriteError` when the connection's last OpTime did
 //! not move (`src/mongo/db/error_labels.cpp`), is never added.
 
@@ -120,8 +120,7 @@ pub fn wait<'a>(
             return (state, Err(Unmet::Gone));
         }
         if state.writable_term(member) != Some(term) {
-            let message = "Primary stepped down while waiting for replication";
-            let error = error(189, "PrimarySteppedDown", message);
+            let error = stepped_down(&mut state);
             return (state, Err(Unmet::Error(error)));
         }
         if concern.met(&state, member, target) {
@@ -140,6 +139,26 @@ pub fn wait<'a>(
         let pause = deadline.map_or(POLL, |d| (d - now).min(POLL));
         state = shared.wait(state, pause);
         shared.settle(&mut state);
+    }
+}
+
+/// What a write waiting for its concern gets when its primary steps down. Two things race to
+/// end the wait: the step-down wakes every waiter with PrimarySteppedDown, and the thread that
+/// kills user operations to take the replication state lock interrupts it with
+/// InterruptedDueToReplStateChange; `jstests/replsets/write_concern_after_stepdown.js`
+/// accepts either. A seeded coin decides here.
+fn stepped_down(state: &mut State) -> Document {
+    match state.coin() {
+        true => error(
+            189,
+            "PrimarySteppedDown",
+            "Primary stepped down while waiting for replication",
+        ),
+        false => error(
+            11602,
+            "InterruptedDueToReplStateChange",
+            "operation was interrupted because of a replication state change",
+        ),
     }
 }
 

@@ -26,7 +26,7 @@ pub fn breaths(uri: &str) -> Collection<Document> {
 /// A client that talks to `member` alone, whatever its role.
 pub fn direct(set: &ReplicaSet, member: usize) -> Client {
     let uri = format!(
-        "mongodb://{}/?directConnection=true&retryWrites=false",
+        "mongodb://{}/?directConnection=true&retryWrites=false&heartbeatFrequencyMS=500",
         set.hosts()[member]
     );
     client(&uri)

@@ -16,7 +16,7 @@ const LONG: Duration = Duration::from_secs(3600);
 
 #[test]
 fn only_a_member_a_majority_reaches_and_that_is_up_to_date_can_win() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     set.set_lag(2, LONG);
     breaths(&set.uri())
         .insert_one(breath())
@@ -36,7 +36,7 @@ fn only_a_member_a_majority_reaches_and_that_is_up_to_date_can_win() {
 
 #[test]
 fn two_primaries_for_a_while_and_the_driver_follows_the_newer_term() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let coll = breaths(&set.uri());
     coll.insert_one(breath()).run().expect("warm-up");
     set.isolate(0);
@@ -83,7 +83,7 @@ fn two_primaries_for_a_while_and_the_driver_follows_the_newer_term() {
 
 #[test]
 fn a_rejoining_primary_rolls_back_what_it_alone_acknowledged_and_its_retry_records() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     breaths(&set.uri())
         .insert_one(breath())
         .run()

@@ -10,7 +10,7 @@ use mongodb::options::IndexOptions;
 use mongodb::sync::{Client, Collection};
 use mongodb::IndexModel;
 
-use mabel_sim::ReplicaSet;
+use mabel_sim::{ReplicaSet, Role};
 
 const DB: &str = "mabel";
 const COLL: &str = "breaths";
@@ -46,7 +46,7 @@ fn first_write_error(reply: &Document) -> Document {
 
 #[test]
 fn insert_one_lands_in_documents() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let doc = breath(1);
     breaths(&set.uri()).insert_one(&doc).run().expect("insert");
     assert_eq!(set.documents(DB, COLL), vec![doc]);
@@ -55,7 +55,7 @@ fn insert_one_lands_in_documents() {
 
 #[test]
 fn hello_looks_like_a_replica_set_member() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let client = Client::with_uri_str(set.uri()).expect("client");
     let reply = client
         .database("admin")
@@ -68,16 +68,21 @@ fn hello_looks_like_a_replica_set_member() {
     assert_eq!(reply.get_array("hosts").map(Vec::len), Ok(3));
     assert!(reply.get_object_id("electionId").is_ok());
     assert_eq!(reply.get_i32("maxWireVersion"), Ok(21));
-    assert!(
-        !reply.contains_key("topologyVersion"),
-        "would switch the driver to streaming"
+    let version = reply
+        .get_document("topologyVersion")
+        .expect("topologyVersion");
+    assert!(version.get_object_id("processId").is_ok());
+    assert!(version.get_i64("counter").is_ok());
+    assert_eq!(
+        reply.keys().next().map(String::as_str),
+        Some("topologyVersion")
     );
     assert_eq!(reply.get_f64("ok"), Ok(1.0));
 }
 
 #[test]
 fn duplicate_id_is_a_write_error_with_key_pattern() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let coll = breaths(&set.uri());
     let doc = breath(1);
     coll.insert_one(&doc).run().expect("first insert");
@@ -110,7 +115,7 @@ fn duplicate_id_is_a_write_error_with_key_pattern() {
 
 #[test]
 fn extra_unique_index_names_its_field() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     set.add_unique_index(DB, COLL, "n");
     let coll = breaths(&set.uri());
     coll.insert_one(breath(7)).run().expect("first");
@@ -126,7 +131,7 @@ fn extra_unique_index_names_its_field() {
 
 #[test]
 fn indexes_created_through_the_driver_are_enforced() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let coll = breaths(&set.uri());
     let unique = IndexOptions::builder().unique(true).build();
     let model = IndexModel::builder()
@@ -156,7 +161,7 @@ fn without_gossip(mut reply: Document) -> Document {
 
 #[test]
 fn the_time_index_is_built_and_listed_as_mongod_does() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let db = Client::with_uri_str(set.uri())
         .expect("client")
         .database(DB);
@@ -219,7 +224,7 @@ fn the_time_index_is_built_and_listed_as_mongod_does() {
 
 #[test]
 fn a_write_latency_holds_the_reply_and_nothing_else() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let coll = breaths(&set.uri());
     coll.insert_one(breath(0))
         .run()
@@ -263,7 +268,7 @@ fn a_write_latency_holds_the_reply_and_nothing_else() {
 
 #[test]
 fn kill_then_elect_retries_onto_the_new_primary_once() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let coll = breaths(&set.uri());
     coll.insert_one(breath(1)).run().expect("warm-up");
 
@@ -282,7 +287,7 @@ fn kill_then_elect_retries_onto_the_new_primary_once() {
 
 #[test]
 fn step_down_then_delayed_election() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let coll = breaths(&set.uri());
     coll.insert_one(breath(1)).run().expect("warm-up");
 
@@ -307,7 +312,7 @@ fn step_down_then_delayed_election() {
 
 #[test]
 fn dropped_reply_is_retried_and_lands_once() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let coll = breaths(&set.uri());
     set.drop_next_reply();
     coll.insert_one(breath(1))
@@ -319,7 +324,7 @@ fn dropped_reply_is_retried_and_lands_once() {
 
 #[test]
 fn dropped_reply_without_retry_is_an_io_error_but_stored() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let coll = breaths(&format!("{}&retryWrites=false", set.uri()));
     set.drop_next_reply();
     let err = coll.insert_one(breath(1)).run().expect_err("no reply");
@@ -335,7 +340,7 @@ fn dropped_reply_without_retry_is_an_io_error_but_stored() {
 
 #[test]
 fn crash_after_write_then_elect_lands_once() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let coll = breaths(&set.uri());
     coll.insert_one(breath(1)).run().expect("warm-up");
     set.crash_after_next_write();
@@ -353,7 +358,7 @@ fn crash_after_write_then_elect_lands_once() {
 
 #[test]
 fn failed_validation_is_a_write_error_and_stores_nothing() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     set.fail_next_write(121);
     let err = breaths(&set.uri())
         .insert_one(breath(1))
@@ -374,7 +379,7 @@ fn failed_validation_is_a_write_error_and_stores_nothing() {
 
 #[test]
 fn injected_command_errors_follow_the_retry_rules() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let coll = breaths(&set.uri());
 
     // Retryable and labelled: the driver retries once by itself.
@@ -400,7 +405,7 @@ fn injected_command_errors_follow_the_retry_rules() {
 
 #[test]
 fn find_sorts_and_pages_through_get_more() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let base = DateTime::now().timestamp_millis();
     // Times go backwards, with pairs sharing a time so the _id tie-break matters.
     for n in 0..1000 {
@@ -451,7 +456,7 @@ fn find_sorts_and_pages_through_get_more() {
 
 #[test]
 fn kill_closes_the_port_and_revive_reopens_it() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let host = set.hosts()[1].clone();
     // Leave a server-closed connection behind, so the port has sockets in TIME_WAIT.
     let held = TcpStream::connect(&host).expect("connect");
@@ -464,19 +469,26 @@ fn kill_closes_the_port_and_revive_reopens_it() {
     set.revive(1);
     TcpStream::connect(&host).expect("revived member accepts again");
 
-    // The driver sees it as a secondary again.
+    // A new process, in STARTUP2 and then RECOVERING: not a secondary yet.
     let client = Client::with_uri_str(format!("mongodb://{host}/?directConnection=true")).unwrap();
-    let reply = client
-        .database("admin")
-        .run_command(doc! { "hello": 1 })
-        .run()
-        .expect("hello");
-    assert_eq!(reply.get_bool("secondary"), Ok(true));
+    let hello = || {
+        client
+            .database("admin")
+            .run_command(doc! { "hello": 1 })
+            .run()
+            .expect("hello")
+    };
+    let reply = hello();
+    assert_eq!(reply.get_bool("secondary"), Ok(false));
+    assert_eq!(reply.get_bool("isWritablePrimary"), Ok(false));
+    // Then a secondary again, which the driver can read from.
+    set.wait_for_role(1, Role::Secondary, Duration::from_secs(10));
+    assert_eq!(hello().get_bool("secondary"), Ok(true));
 }
 
 #[test]
 fn dropping_the_set_closes_every_port() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     breaths(&set.uri())
         .insert_one(breath(1))
         .run()
@@ -490,7 +502,7 @@ fn dropping_the_set_closes_every_port() {
 
 #[test]
 fn hung_primary_eventually_fails_the_insert() {
-    let set = ReplicaSet::start();
+    let set = ReplicaSet::scripted();
     let uri = format!(
         "{}&connectTimeoutMS=2000&serverSelectionTimeoutMS=5000",
         set.uri()

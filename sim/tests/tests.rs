@@ -2,7 +2,11 @@
 //! it can trust what it says about failover, duplicates and reads. One test binary, a module
 //! per theme.
 
+mod by_itself;
 mod driver;
 mod elections;
+mod index_builds;
 mod replica_set;
+mod retryable_writes;
+mod streaming;
 mod write_concern;

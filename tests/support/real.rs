@@ -18,7 +18,6 @@ pub struct RealSet {
     client: Client,
     hosts: Vec<String>,
     db: String,
-    #[allow(dead_code)] // until the simulator elects by itself
     pub compose: Compose,
 }
 

@@ -30,14 +30,20 @@ pub enum Target {
 /// The environment variable that points the tests at a real set.
 pub const TEST_URI: &str = "MABEL_TEST_URI";
 
-/// A fake set for a test that cannot run against a real one; `None`, after saying so, when
-/// `MABEL_TEST_URI` names a real set. `test` is the test's name, `reason` why.
+/// A simulated set, which elects by itself on a 200 ms election timeout, for a test that
+/// cannot run against a real one; `None`, after saying so, when `MABEL_TEST_URI` names a real
+/// set. `test` is the test's name, `reason` why.
 pub fn fake_only(test: &str, reason: &str) -> Option<ReplicaSet> {
+    runs_here(test, reason).then(ReplicaSet::start)
+}
+
+/// Whether the test runs: no real set is named, or else it says why it is skipped.
+fn runs_here(test: &str, reason: &str) -> bool {
     if std::env::var_os(TEST_URI).is_some() {
         println!("skipped: {test}: {reason}");
-        return None;
+        return false;
     }
-    Some(ReplicaSet::start())
+    true
 }
 
 impl Target {
@@ -123,9 +129,8 @@ impl Target {
         }
     }
 
-    /// Like a crash: the member's process dies with its connections. A real set elects a new
-    /// primary by itself (~10 s); the fake only when a test calls `elect`.
-    #[allow(dead_code)] // until the simulator elects by itself
+    /// Like a crash: the member's process dies with its connections. Either set elects a new
+    /// primary by itself: a real one in about 10 s, the simulated one in about 0.2 s.
     pub fn kill(&self, member: usize) {
         match self {
             Target::Fake(set) => set.kill(member),
@@ -134,7 +139,6 @@ impl Target {
     }
 
     /// Starts a killed member again.
-    #[allow(dead_code)] // until the simulator elects by itself
     pub fn start_member(&self, member: usize) {
         match self {
             Target::Fake(set) => set.revive(member),
@@ -143,7 +147,6 @@ impl Target {
     }
 
     /// The member accepts connections and reads requests but answers nothing.
-    #[allow(dead_code)] // until the simulator elects by itself
     pub fn pause(&self, member: usize) {
         match self {
             Target::Fake(set) => set.hang(member),
@@ -151,7 +154,6 @@ impl Target {
         }
     }
 
-    #[allow(dead_code)] // until the simulator elects by itself
     pub fn unpause(&self, member: usize) {
         match self {
             Target::Fake(set) => set.unhang(member),
@@ -232,7 +234,7 @@ pub struct FailPoint {
 pub enum Mode {
     AlwaysOn,
     Times(i32),
-    #[allow(dead_code)] // until the simulator elects by itself
+    /// Lets the first `n` pass, then fires every time.
     Skip(i32),
 }
 
@@ -292,6 +294,12 @@ impl FailPoint {
     /// Only connections whose handshake gave this application name.
     pub fn app_name(mut self, name: &str) -> FailPoint {
         self.set("appName", name);
+        self
+    }
+
+    /// Any other field of the fail point's data.
+    pub fn with(mut self, field: &str, value: impl Into<Bson>) -> FailPoint {
+        self.set(field, value);
         self
     }
 

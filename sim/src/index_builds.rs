@@ -1,0 +1,404 @@
+//! `createIndexes` as a 7.0 replica set runs it: on a collection with documents, a two-phase
+//! build that commits only once its commit quorum of members has built the index, and a
+//! command that waits for that, however long it takes.
+//!
+//! From `src/mongo/db/index_builds/README.md` ("Replica Set Index Builds", "Commit Quorum"),
+//! `index_builds_coordinator_mongod.cpp` and `create_indexes_cmd.cpp`:
+//! - The primary logs `startIndexBuild`; every member starts building when it applies it,
+//!   and when done votes to the current primary (`voteCommitIndexBuild`), the primary to
+//!   itself. Votes are kept in a replicated collection, so they outlive a failover.
+//! - Once the votes meet the quorum and its own build is done, the primary logs
+//!   `commitIndexBuild`, and the index is ready wherever that is applied. A member that had
+//!   not finished holds its replication at that entry until it has. The default quorum is
+//!   `"votingMembers"`, all three here: with one member down the build never commits, and the
+//!   command never returns. `"majority"` needs two; a number, that many; 0, none.
+//! - An empty or new collection is indexed in one step, with no votes.
+//! - The command waits for the build, then for its write concern. At `maxTimeMS` it aborts
+//!   the build and fails with 50. A step-down fails it with 11602, and the build goes on: the
+//!   next primary commits it when the quorum is met. An index already built or building is
+//!   not built again; the command waits for one still building.
+//! - The reply: `numIndexesBefore`, `numIndexesAfter`, `createdCollectionAutomatically`,
+//!   `commitQuorum` (as given, else `"votingMembers"`), `note`, in that order.
+//!
+//! Limits: a unique index is checked against the documents when the build starts, not at
+//! commit; indexes are on one field, or on several when they are not unique.
+
+use std::collections::HashSet;
+use std::sync::MutexGuard;
+use std::time::Instant;
+
+use bson::{doc, Bson, Document};
+
+use crate::cluster::{Shared, State};
+use crate::commands::{finish, is_current, max_time, namespace, raw, Outcome};
+use crate::errors;
+use crate::oplog::Op;
+use crate::wire::Request;
+use crate::write_concern::{self, Concern, Unmet};
+
+/// A two-phase build, as the primaries see it.
+pub struct Build {
+    pub id: u64,
+    pub uuid: bson::Uuid,
+    pub ns: String,
+    quorum: Quorum,
+    /// The members that have voted to commit.
+    votes: HashSet<usize>,
+    pub outcome: Option<Ended>,
+}
+
+/// How a build ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Ended {
+    Committed,
+    Aborted,
+}
+
+/// How many members must have built the index before it commits.
+#[derive(Clone, Debug)]
+enum Quorum {
+    VotingMembers,
+    Majority,
+    Members(usize),
+}
+
+impl Quorum {
+    /// The quorum of a command, and how the reply echoes it.
+    fn of(body: &Document) -> Result<(Quorum, Bson), Document> {
+        match body.get("commitQuorum") {
+            None => Ok((Quorum::VotingMembers, Bson::from("votingMembers"))),
+            Some(Bson::String(s)) if s == "votingMembers" => {
+                Ok((Quorum::VotingMembers, Bson::from(s.as_str())))
+            }
+            Some(Bson::String(s)) if s == "majority" => {
+                Ok((Quorum::Majority, Bson::from(s.as_str())))
+            }
+            Some(n @ (Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_))) => {
+                let members = n.as_i64().or_else(|| n.as_f64().map(|f| f as i64));
+                match members {
+                    Some(m) if (0..=3).contains(&m) => Ok((Quorum::Members(m as usize), n.clone())),
+                    _ => Err(unsatisfiable()),
+                }
+            }
+            Some(other) => {
+                let message = format!("Unknown commit quorum: {other}");
+                Err(errors::command_error(2, &message, false))
+            }
+        }
+    }
+
+    fn needs(&self, members: usize) -> usize {
+        match self {
+            Quorum::VotingMembers => members,
+            Quorum::Majority => members / 2 + 1,
+            Quorum::Members(n) => *n,
+        }
+    }
+}
+
+fn unsatisfiable() -> Document {
+    let message = "Not enough data-bearing voting nodes to satisfy commit quorum";
+    errors::command_error(278, message, false)
+}
+
+impl State {
+    /// Moves every two-phase build along: members that have built the index vote, and a
+    /// writable primary commits what has its quorum. Returns whether anything changed.
+    pub fn progress_index_builds(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        let build_time = self.timers.index_build;
+        for b in 0..self.index_builds.len() {
+            if self.index_builds[b].outcome.is_some() {
+                continue;
+            }
+            let id = self.index_builds[b].id;
+            let built = |state: &State, m: usize| {
+                let started = state.replica(m).store.builds.get(&id);
+                state.can_act(m) && started.is_some_and(|&t| t + build_time <= now)
+            };
+            let Some(primary) = self.primary().filter(|&p| self.writable_term(p).is_some()) else {
+                continue;
+            };
+            for member in 0..self.members.len() {
+                let reaches = member == primary || self.linked(member, primary);
+                if reaches && built(self, member) && self.index_builds[b].votes.insert(member) {
+                    changed = true;
+                }
+            }
+            let build = &self.index_builds[b];
+            let quorum = build.quorum.needs(self.members.len());
+            if build.votes.len() >= quorum && built(self, primary) {
+                let ns = build.ns.clone();
+                let term = self.members[primary].term;
+                self.log(primary, term, Op::CommitIndexBuild { ns, build: id });
+                self.index_builds[b].outcome = Some(Ended::Committed);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// When the next member finishes building an index it started.
+    pub fn next_index_build_step(&self) -> Option<Instant> {
+        let build_time = self.timers.index_build;
+        let active: Vec<u64> = self
+            .index_builds
+            .iter()
+            .filter(|b| b.outcome.is_none())
+            .map(|b| b.id)
+            .collect();
+        let now = Instant::now();
+        self.members
+            .iter()
+            .flat_map(|m| m.replica.store.builds.iter())
+            .filter(|(id, _)| active.contains(id))
+            .map(|(_, &started)| started + build_time)
+            .filter(|&done| done > now)
+            .min()
+    }
+
+    /// Whether `member` must hold its replication before applying `op`: a `commitIndexBuild`
+    /// of a build it has not finished.
+    pub fn holds_at_commit(&self, member: usize, op: &Op, now: Instant) -> bool {
+        let Op::CommitIndexBuild { build, .. } = op else {
+            return false;
+        };
+        let started = self.replica(member).store.builds.get(build);
+        started.is_some_and(|&t| t + self.timers.index_build > now)
+    }
+}
+
+/// `createIndexes` on `member`.
+pub fn create<'a>(
+    shared: &'a Shared,
+    mut state: MutexGuard<'a, State>,
+    member: usize,
+    incarnation: u64,
+    request: &Request,
+) -> Outcome {
+    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, member, raw(reply)));
+    let Some(term) = state.writable_term(member) else {
+        return done(&state, errors::not_primary(false));
+    };
+    let Some(ns) = namespace(request, "createIndexes") else {
+        return done(&state, errors::invalid_namespace());
+    };
+    let (quorum, quorum_given) = match Quorum::of(&request.body) {
+        Ok(quorum) => quorum,
+        Err(refusal) => return done(&state, refusal),
+    };
+    let keys = match keys(&request.body) {
+        Ok(keys) => keys,
+        Err(refusal) => return done(&state, refusal),
+    };
+    let store = &state.replica(member).store;
+    let existed = store.indexes(&ns).map(<[_]>::len);
+    let empty = store.count(&ns) == 0;
+    let new: Vec<Key> = keys
+        .iter()
+        .filter(|(key, _)| !store.has_index(&ns, key))
+        .cloned()
+        .collect();
+    // A build of the same index in progress: wait for it, then answer as for one that exists.
+    let pending = keys.iter().any(|(key, _)| {
+        store.indexes(&ns).is_some_and(|indexes| {
+            indexes
+                .iter()
+                .any(|i| i.key() == *key && i.building.is_some())
+        })
+    });
+    let started = Instant::now();
+    let deadline = max_time(&request.body).map(|t| started + t);
+    let step_downs = state.members[member].step_downs;
+    if pending {
+        loop {
+            if !is_current(&state, member, incarnation) {
+                return Outcome::Gone;
+            }
+            if state.members[member].step_downs != step_downs {
+                return done(&state, errors::interrupted(false));
+            }
+            let building = state
+                .replica(member)
+                .store
+                .indexes(&ns)
+                .is_some_and(|indexes| indexes.iter().any(|i| i.building.is_some()));
+            if !building {
+                break;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return done(&state, errors::max_time_expired());
+            }
+            state = shared.wait(state, std::time::Duration::from_millis(10));
+        }
+    }
+    let mut build = None;
+    for (key, unique) in &new {
+        let (field, direction) = &key[0];
+        let store = &state.replica(member).store;
+        if let Some(dup) = store.duplicate_for(&ns, field, *direction, *unique) {
+            let mut reply = errors::command_error(
+                11000,
+                &format!("Index build failed: {}", dup.message()),
+                false,
+            );
+            reply.insert("keyPattern", doc! { field: direction });
+            reply.insert("keyValue", doc! { field: dup.value });
+            return done(&state, reply);
+        }
+        if empty {
+            let _ = state.create_index(member, term, &ns, key, *unique);
+            continue;
+        }
+        let id = *build.get_or_insert_with(|| state.register_build(&ns, quorum.clone()));
+        let op = Op::StartIndexBuild {
+            ns: ns.clone(),
+            key: key.clone(),
+            unique: *unique,
+            build: id,
+        };
+        state.log(member, term, op);
+    }
+    if let Some(id) = build {
+        shared.settle(&mut state);
+        loop {
+            if !is_current(&state, member, incarnation) {
+                return Outcome::Gone;
+            }
+            let (uuid, outcome) = {
+                let b = state.build(id);
+                (b.uuid, b.outcome)
+            };
+            let context = |state: &State| {
+                let collection = state.replica(member).store.uuid(&ns).unwrap_or(uuid);
+                format!("Index build failed: {uuid}: Collection {ns} ( {collection} )")
+            };
+            match outcome {
+                Some(Ended::Committed) => break,
+                Some(Ended::Aborted) => {
+                    let message =
+                        format!("{} :: caused by :: index build aborted", context(&state));
+                    return done(&state, errors::command_error(276, &message, false));
+                }
+                None => {}
+            }
+            if state.members[member].step_downs != step_downs {
+                // The build goes on; the next primary commits it.
+                let message = format!(
+                    "{} :: caused by :: operation was interrupted",
+                    context(&state)
+                );
+                return done(&state, errors::command_error(11602, &message, false));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let message = format!(
+                    "{} :: caused by :: operation exceeded time limit",
+                    context(&state)
+                );
+                state.abort_build(member, term, id);
+                shared.settle(&mut state);
+                return done(&state, errors::command_error(50, &message, false));
+            }
+            state = shared.wait(state, std::time::Duration::from_millis(10));
+            shared.settle(&mut state);
+        }
+    }
+    let after = state
+        .replica(member)
+        .store
+        .indexes(&ns)
+        .map_or(1, <[_]>::len);
+    // A new collection has its `_id` index before the build counts.
+    let before = existed.unwrap_or(1);
+    let mut reply = doc! {
+        "numIndexesBefore": before as i32,
+        "numIndexesAfter": after as i32,
+    };
+    if !new.is_empty() {
+        reply.insert("createdCollectionAutomatically", existed.is_none());
+    }
+    reply.insert("commitQuorum", quorum_given);
+    if new.is_empty() {
+        reply.insert("note", "all indexes already exist");
+    } else if new.len() < keys.len() {
+        reply.insert("note", "index already exists");
+    }
+    reply.insert("ok", 1.0);
+    let concern = Concern::of(&request.body);
+    let alive = |state: &State| is_current(state, member, incarnation);
+    let (state, waited) = write_concern::wait(shared, state, member, term, &concern, alive);
+    match waited {
+        Ok(()) => {}
+        Err(Unmet::Gone) => return Outcome::Gone,
+        Err(Unmet::Error(error)) => errors::add_write_concern_error(&mut reply, error, false),
+    }
+    Outcome::Reply(finish(&state, member, raw(reply)))
+}
+
+impl State {
+    fn register_build(&mut self, ns: &str, quorum: Quorum) -> u64 {
+        let id = self.index_builds.len() as u64 + 1;
+        self.index_builds.push(Build {
+            id,
+            uuid: bson::Uuid::new(),
+            ns: ns.to_string(),
+            quorum,
+            votes: HashSet::new(),
+            outcome: None,
+        });
+        id
+    }
+
+    fn build(&self, id: u64) -> &Build {
+        &self.index_builds[(id - 1) as usize]
+    }
+
+    fn abort_build(&mut self, member: usize, term: i64, id: u64) {
+        let ns = self.build(id).ns.clone();
+        self.log(member, term, Op::AbortIndexBuild { ns, build: id });
+        self.index_builds[(id - 1) as usize].outcome = Some(Ended::Aborted);
+    }
+}
+
+/// An index's key, each field with its direction, and whether it is unique.
+type Key = (Vec<(String, i32)>, bool);
+
+/// The keys of the `indexes` argument: one field, or several when not unique.
+fn keys(body: &Document) -> Result<Vec<Key>, Document> {
+    let specs = body.get_array("indexes").cloned().unwrap_or_default();
+    specs
+        .iter()
+        .filter_map(Bson::as_document)
+        .map(|spec| {
+            let unique = spec.get_bool("unique").unwrap_or(false);
+            let key: Option<Vec<(String, i32)>> = spec.get_document("key").ok().and_then(|k| {
+                k.iter()
+                    .map(|(f, d)| Some((f.clone(), direction(d)?)))
+                    .collect()
+            });
+            match key {
+                Some(key) if key.len() == 1 || (!key.is_empty() && !unique) => Ok((key, unique)),
+                _ => {
+                    let message = "the simulated replica set supports only single-field \
+                                   indexes and compound indexes that are not unique";
+                    Err(errors::command_error(2, message, false))
+                }
+            }
+        })
+        .collect()
+}
+
+/// 1 or -1, however the number is typed.
+fn direction(value: &Bson) -> Option<i32> {
+    let n = match value {
+        Bson::Int32(n) => i64::from(*n),
+        Bson::Int64(n) => *n,
+        Bson::Double(f) => *f as i64,
+        _ => return None,
+    };
+    match n {
+        1 => Some(1),
+        -1 => Some(-1),
+        _ => None,
+    }
+}

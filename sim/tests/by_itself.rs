@@ -1,0 +1,260 @@
+//! The set acting by itself, on its own timers (a 200 ms election timeout): a dead or cut-off
+//! primary is replaced, a primary that hears from no majority steps down and its waiting
+//! writes fail, a restarted member passes through STARTUP2 and RECOVERING, and the members'
+//! knowledge of one another comes from heartbeats, as on a real set.
+
+use std::time::{Duration, Instant};
+
+use bson::doc;
+use mongodb::error::ErrorKind;
+use mongodb::options::ReadPreference;
+use mongodb::options::SelectionCriteria;
+
+use crate::driver::{breath, breaths, direct, w1, write_concern_code, COLL, DB};
+use mabel_sim::{Kind, Phase, ReplicaSet, Role, Timers};
+
+const WATCHDOG: Duration = Duration::from_secs(20);
+
+/// When the first event matching `what` happened.
+fn when(set: &ReplicaSet, what: impl Fn(usize, &Kind) -> bool) -> Option<Instant> {
+    set.events()
+        .into_iter()
+        .find(|e| what(e.member, &e.kind))
+        .map(|e| e.at)
+}
+
+/// Waits for a writable primary other than `old`, and returns it.
+fn wait_for_another_primary(set: &ReplicaSet, old: usize) -> usize {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        match set.writable_primary() {
+            Some(primary) if primary != old => return primary,
+            _ => assert!(
+                Instant::now() < deadline,
+                "no other primary: {:#?}",
+                set.events()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn hello(set: &ReplicaSet, member: usize) -> bson::Document {
+    direct(set, member)
+        .database("admin")
+        .run_command(doc! { "hello": 1 })
+        .run()
+        .expect("hello")
+}
+
+#[test]
+fn a_killed_primary_is_replaced_no_sooner_than_an_election_timeout() {
+    let set = ReplicaSet::start();
+    let timers = set.timers();
+    let timeout = timers
+        .election_timeout
+        .expect("a set that elects by itself");
+    breaths(&set.uri())
+        .insert_one(breath())
+        .run()
+        .expect("write");
+    set.kill(0);
+    let primary = set.wait_for_primary(WATCHDOG);
+    assert_ne!(primary, 0);
+
+    let killed = when(&set, |m, k| m == 0 && *k == Kind::Control("was killed")).unwrap();
+    let elected = when(&set, |_, k| matches!(k, Kind::Elected { term: 2 })).unwrap();
+    // The last heartbeat from the primary came at most one interval before it died, and the
+    // election timer runs a whole timeout from it.
+    let waited = elected - killed;
+    assert!(
+        waited >= timeout - timers.heartbeat_interval,
+        "elected {waited:?} after the kill"
+    );
+    let writable = when(&set, |m, k| {
+        m == primary
+            && matches!(
+                k,
+                Kind::Role {
+                    role: Role::Primary(Phase::Writable),
+                    ..
+                }
+            )
+    })
+    .unwrap();
+    assert!(
+        writable >= elected,
+        "takes writes only after catch-up and drain"
+    );
+    // The driver follows it, and the write lands there.
+    breaths(&set.uri())
+        .insert_one(breath())
+        .run()
+        .expect("written to the new primary");
+    assert_eq!(set.documents_on(primary, DB, COLL).len(), 2);
+}
+
+#[test]
+fn a_primary_that_hears_from_no_majority_steps_down_and_fails_its_waiting_writes() {
+    let set = ReplicaSet::start();
+    breaths(&set.uri())
+        .insert_one(breath())
+        .run()
+        .expect("write");
+    set.kill(1);
+    set.kill(2);
+    let started = Instant::now();
+    // No wtimeout: only the step-down ends the wait.
+    let coll = direct(&set, 0)
+        .database(DB)
+        .collection::<bson::Document>(COLL);
+    let err = coll
+        .insert_one(breath())
+        .run()
+        .expect_err("never majority-committed");
+    let code = write_concern_code(&err).expect("a write concern error");
+    assert!([189, 11602].contains(&code), "{err}");
+    let timeout = set.timers().election_timeout.unwrap();
+    assert!(started.elapsed() >= timeout - set.timers().heartbeat_interval);
+    assert_eq!(set.status()[0].role, Some(Role::Secondary));
+    assert_eq!(set.primary(), None);
+
+    // Later writes are refused with NotWritablePrimary, and the connection stays open.
+    let err = coll.insert_one(breath()).run().expect_err("not primary");
+    let ErrorKind::Command(e) = &*err.kind else {
+        panic!("expected a command error, got {err:?}");
+    };
+    assert_eq!((e.code, e.message.as_str()), (10107, "not primary"));
+
+    // A member comes back: the two elect one, and the old primary, ahead in data, can win.
+    set.revive(1);
+    let primary = set.wait_for_primary(WATCHDOG);
+    assert!([0, 1].contains(&primary));
+    breaths(&set.uri())
+        .insert_one(breath())
+        .run()
+        .expect("written once a majority is back");
+}
+
+#[test]
+fn a_cut_off_primary_steps_down_by_itself_while_the_others_elect_and_rolls_back_on_return() {
+    let set = ReplicaSet::start();
+    breaths(&set.uri())
+        .insert_one(breath())
+        .run()
+        .expect("write");
+    set.isolate(0);
+    // Acknowledged by the cut-off primary alone.
+    let coll = direct(&set, 0)
+        .database(DB)
+        .collection::<bson::Document>(COLL);
+    coll.insert_one(breath())
+        .write_concern(w1())
+        .run()
+        .expect("w: 1 on the cut-off primary");
+    wait_for_another_primary(&set, 0);
+    set.wait_for_role(0, Role::Secondary, WATCHDOG);
+    let stepped_down = set.events().into_iter().any(|e| {
+        e.member == 0
+            && e.kind
+                == Kind::SteppedDown {
+                    reason: "it can't see a majority of the set",
+                }
+    });
+    assert!(stepped_down, "{:#?}", set.events());
+
+    set.heal();
+    set.wait_for_role(0, Role::Secondary, WATCHDOG);
+    assert_eq!(set.rolled_back(DB, COLL).len(), 1);
+    let rolled_back = set
+        .events()
+        .into_iter()
+        .any(|e| e.member == 0 && e.kind == Kind::RolledBack { writes: 1 });
+    assert!(rolled_back, "{:#?}", set.events());
+    assert_eq!(set.documents_on(0, DB, COLL).len(), 1);
+}
+
+#[test]
+fn a_restarted_member_is_not_a_secondary_until_it_has_recovered() {
+    let set = ReplicaSet::start();
+    breaths(&set.uri())
+        .insert_one(breath())
+        .run()
+        .expect("write");
+    set.kill(2);
+    set.revive(2);
+    let reply = hello(&set, 2);
+    assert_eq!(
+        reply.get_str("info"),
+        Ok("Does not have a valid replica set config")
+    );
+    assert!(!reply.contains_key("setName"), "{reply}");
+    set.wait_for_role(2, Role::Recovering, WATCHDOG);
+    let reply = hello(&set, 2);
+    assert_eq!(reply.get_bool("secondary"), Ok(false));
+    let read = direct(&set, 2)
+        .database(DB)
+        .collection::<bson::Document>(COLL)
+        .find(doc! {})
+        .selection_criteria(SelectionCriteria::ReadPreference(
+            ReadPreference::SecondaryPreferred {
+                options: Default::default(),
+            },
+        ))
+        .run()
+        .map(|_| ());
+    let err = read.expect_err("RECOVERING serves no reads");
+    let ErrorKind::Command(e) = &*err.kind else {
+        panic!("expected a command error, got {err:?}");
+    };
+    assert_eq!((e.code, e.message.as_str()), (13436, "node is recovering"));
+    set.wait_for_role(2, Role::Secondary, WATCHDOG);
+    assert_eq!(hello(&set, 2).get_bool("secondary"), Ok(true));
+
+    let states: Vec<Role> = set
+        .events()
+        .into_iter()
+        .filter(|e| e.member == 2)
+        .filter_map(|e| match e.kind {
+            Kind::Role { role, .. } => Some(role),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            Role::Startup,
+            Role::Startup2,
+            Role::Recovering,
+            Role::Secondary
+        ]
+    );
+}
+
+#[test]
+fn a_secondary_forgets_a_dead_primary_at_once_and_a_hung_one_only_after_the_heartbeat_timeout() {
+    // Elections far off, heartbeats quick, and a long heartbeat timeout.
+    let set = ReplicaSet::with_timers(Timers {
+        election_timeout: Some(Duration::from_secs(60)),
+        heartbeat_interval: Duration::from_millis(100),
+        heartbeat_timeout: Duration::from_secs(3),
+        ..Timers::fast()
+    });
+    let timers = set.timers();
+    let primary = set.hosts()[0].clone();
+    assert_eq!(hello(&set, 1).get_str("primary"), Ok(primary.as_str()));
+
+    set.hang(0);
+    std::thread::sleep(timers.heartbeat_interval * 2);
+    assert_eq!(
+        hello(&set, 1).get_str("primary"),
+        Ok(primary.as_str()),
+        "a silent member is not marked down before the heartbeat timeout"
+    );
+    set.kill(0);
+    std::thread::sleep(timers.heartbeat_interval * 2);
+    assert!(
+        !hello(&set, 1).contains_key("primary"),
+        "a refusing member is marked down by the next heartbeat"
+    );
+}
