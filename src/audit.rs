@@ -24,13 +24,12 @@ use std::sync::Arc;
 use bson::oid::ObjectId;
 use bson::{doc, Document, RawDocument, RawDocumentBuf};
 use chrono::{DateTime, Utc};
-use mongodb::error::{Error, ErrorKind};
+use mongodb::error::Error;
 use mongodb::options::{ReadPreference, SelectionCriteria, ServerAddress};
 use mongodb::sync::Database;
 use mongodb::IndexModel;
 
 use crate::config::AuditSettings;
-use crate::retry;
 
 /// Documents per batch: about half a megabyte of breaths, so memory stays flat whatever the
 /// server's own batch size (16 MB) would be.
@@ -172,18 +171,6 @@ fn by_time() -> Document {
 /// The index that serves the audit's time-ordered pass.
 pub fn index() -> IndexModel {
     IndexModel::builder().keys(by_time()).build()
-}
-
-/// One line for a failed read. Reads may go to a secondary, so a server selection timeout
-/// means no member at all could be read from.
-pub fn describe(error: &Error) -> String {
-    match &*error.kind {
-        ErrorKind::ServerSelection { message, .. } => match retry::servers_seen(message) {
-            Some(servers) => format!("no member to read from: {servers}"),
-            None => message.clone(),
-        },
-        _ => retry::describe(error),
-    }
 }
 
 /// `{time: {$gte: since, $lt: until}}`, with only the bounds given.

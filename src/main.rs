@@ -10,13 +10,14 @@ mod breath;
 mod cli;
 mod client;
 mod config;
+mod error;
 mod retry;
 mod spool;
 mod stop;
 mod tally;
+mod wording;
 
-use std::fmt;
-use std::io::{self, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
@@ -30,7 +31,8 @@ use mongodb::sync::Collection;
 use breath::Breath;
 use client::LastPrimary;
 use config::{AuditSettings, Settings};
-use retry::{Failure, Policy, Verdict};
+use error::{Error, Failure};
+use retry::{Policy, Verdict};
 use spool::Spool;
 use stop::Stop;
 use tally::{Tally, Written};
@@ -39,7 +41,6 @@ fn main() -> ExitCode {
     init_logging();
     match try_main() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Error::Help) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(error.exit_code())
@@ -49,7 +50,9 @@ fn main() -> ExitCode {
 
 fn try_main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
-    let command = parse(&args)?;
+    let Some(command) = parse(&args)? else {
+        return Ok(());
+    };
     match command {
         cli::Command::Run(args) => {
             let settings = Settings::from_args(args, std::env::var("MONGODB_URI").ok())
@@ -69,7 +72,7 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
     let db = client::audited(settings).map_err(|e| Error::BadInput(e.to_string()))?;
     let report = audit::audit(&db, settings).map_err(|e| Error::CouldntRead {
         namespace: format!("{}.{}", settings.db, settings.collection),
-        error: audit::describe(&e),
+        error: wording::describe_read(&e),
     })?;
     match settings.json {
         true => println!("{}", report.json()),
@@ -174,7 +177,7 @@ impl Writer {
                 };
                 warn!(
                     "Warning {} (attempt {attempt} of {attempts})",
-                    retry::describe(&error)
+                    wording::describe(&error)
                 );
                 thread::sleep(pause);
             }
@@ -197,7 +200,7 @@ impl Writer {
             warn!(
                 "couldn't create the index mabel audit sorts by, so an audit of many breaths \
                  may be slow: {}",
-                retry::describe(&error)
+                wording::describe(&error)
             );
         }
     }
@@ -282,76 +285,17 @@ fn print_written(breath: &Breath, attempts: u32, already_written: bool) {
     );
 }
 
-/// Parses the command line; `--help` is an early exit, not an error.
-fn parse(args: &[String]) -> Result<cli::Command, Error> {
+/// Parses the command line. `--help` prints its text and asks for nothing more: `None`.
+fn parse(args: &[String]) -> Result<Option<cli::Command>, Error> {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (name, rest) = strs.split_first().unwrap_or((&"mabel", &[]));
     match <cli::Mabel as argh::FromArgs>::from_args(&[name], rest) {
-        Ok(mabel) => Ok(mabel.command),
+        Ok(mabel) => Ok(Some(mabel.command)),
         Err(exit) if exit.status.is_ok() => {
             print!("{}", exit.output);
-            Err(Error::Help)
+            Ok(None)
         }
         Err(exit) => Err(Error::BadInput(exit.output.trim().replace('\n', " "))),
-    }
-}
-
-/// Why mabel stopped early. `main` alone turns this into an exit code.
-#[derive(Debug)]
-enum Error {
-    /// `--help` was asked for and printed.
-    Help,
-    /// A flag, the URI or the environment is wrong: nothing was tried.
-    BadInput(String),
-    /// A breath could not be written: Mabel's record is not in the database.
-    CouldntWrite(Failure),
-    /// SIGINT and SIGTERM could not be taken over.
-    Signals(io::Error),
-    /// The spool cannot be used (locked, not a spool, damaged): nothing was tried.
-    BadSpool(spool::Error),
-    /// The spool could not take a breath or be written to: that breath is not kept.
-    Spool(spool::Error),
-    /// The audit found breaths lost or doubled.
-    Found(String),
-    /// The audit could not read the breaths: no member answered, or a read failed.
-    CouldntRead { namespace: String, error: String },
-}
-
-impl From<spool::Stopped> for Error {
-    fn from(stopped: spool::Stopped) -> Error {
-        match stopped {
-            spool::Stopped::Spool(error) => Error::Spool(error),
-            spool::Stopped::Refused(failure) => Error::CouldntWrite(failure),
-        }
-    }
-}
-
-impl Error {
-    fn exit_code(&self) -> u8 {
-        match self {
-            Error::Help => 0,
-            Error::CouldntWrite(_) | Error::Spool(_) | Error::Signals(_) | Error::Found(_) => 1,
-            Error::BadInput(_) | Error::BadSpool(_) => 2,
-            Error::CouldntRead { .. } => 3,
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Help => Ok(()),
-            Error::BadInput(message) => write!(f, "{message}"),
-            Error::CouldntWrite(failure) => {
-                write!(f, "couldn't write breath {}: {failure}", failure.breath())
-            }
-            Error::BadSpool(error) | Error::Spool(error) => write!(f, "{error}"),
-            Error::Signals(error) => write!(f, "couldn't watch for SIGINT and SIGTERM: {error}"),
-            Error::Found(verdict) => write!(f, "the audit found {verdict}"),
-            Error::CouldntRead { namespace, error } => {
-                write!(f, "couldn't read {namespace}: {error}")
-            }
-        }
     }
 }
 

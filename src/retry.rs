@@ -23,10 +23,8 @@
 //! An attempt may carry many breaths (the spool's backlog, in one unordered insert), and its
 //! reply can settle some and not others, so a verdict is given for each breath.
 
-use std::fmt;
 use std::time::Duration;
 
-use bson::oid::ObjectId;
 use mongodb::error::{Error, ErrorKind, InsertManyError};
 
 /// Server error codes that mean "no writable primary here right now": not writable primary,
@@ -167,122 +165,6 @@ fn on_id_index(message: &str) -> bool {
     message.contains(" index: _id_ ")
 }
 
-/// One line for a driver error: the driver's own `Display` adds empty fields and prints write
-/// errors with `Debug`. A batch's write errors are summed up by their first.
-pub fn describe(error: &Error) -> String {
-    let mut line = match &*error.kind {
-        ErrorKind::InsertMany(reply) => {
-            let mut parts = Vec::new();
-            let errors = reply.write_errors.as_deref().unwrap_or_default();
-            if let Some(e) = errors.first() {
-                let more = match errors.len() {
-                    1 => String::new(),
-                    n => format!(" (and {} more)", n - 1),
-                };
-                parts.push(format!("write error {}: {}{more}", e.code, e.message));
-            }
-            if let Some(e) = &reply.write_concern_error {
-                parts.push(format!(
-                    "write concern error {} ({}): {}",
-                    e.code, e.code_name, e.message
-                ));
-            }
-            parts.join("; ")
-        }
-        ErrorKind::ServerSelection { message, .. } => match servers_seen(message) {
-            Some(servers) => format!("no writable primary: {servers}"),
-            None => message.clone(),
-        },
-        kind => kind.to_string(),
-    };
-    let mut labels: Vec<&str> = error.labels().iter().map(String::as_str).collect();
-    if !labels.is_empty() {
-        labels.sort_unstable();
-        line.push_str(&format!(" [{}]", labels.join(", ")));
-    }
-    line
-}
-
-/// The driver explains a server selection timeout with a dump of its whole topology; what a
-/// person watching a failover wants is the seed's line: each member and what it is now.
-/// `None` if the message's shape is not the expected one.
-pub fn servers_seen(message: &str) -> Option<String> {
-    let servers: Vec<String> = message
-        .split("{ Address: ")
-        .skip(1)
-        .filter_map(|server| {
-            let (address, rest) = server.split_once(", Type: ")?;
-            let kind = rest.split([',', ' ']).next()?;
-            Some(match rest.split_once("Error: Kind: ") {
-                Some((_, error)) => {
-                    let error = error.split(", labels:").next().unwrap_or(error);
-                    format!("{address} {kind} ({error})")
-                }
-                None => format!("{address} {kind}"),
-            })
-        })
-        .collect();
-    (!servers.is_empty()).then(|| servers.join(", "))
-}
-
-/// Why a breath is not in the database, as far as mabel can tell.
-#[derive(Debug)]
-pub enum Failure {
-    /// Every attempt failed with a transient error, or the deadline passed.
-    GaveUp {
-        breath: ObjectId,
-        attempts: u32,
-        waited: Duration,
-        last: Error,
-    },
-    /// An error that retrying cannot mend.
-    Refused {
-        breath: ObjectId,
-        attempt: u32,
-        reason: &'static str,
-        error: Error,
-    },
-}
-
-impl Failure {
-    /// The breath that is not written: the one refused, or the oldest of those given up on.
-    pub fn breath(&self) -> ObjectId {
-        match self {
-            Failure::GaveUp { breath, .. } | Failure::Refused { breath, .. } => *breath,
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::GaveUp {
-                attempts,
-                waited,
-                last,
-                ..
-            } => write!(
-                f,
-                "gave up after {attempts} attempts in {:.1} s; last error: {}",
-                waited.as_secs_f64(),
-                describe(last)
-            ),
-            Failure::Refused {
-                attempt,
-                reason,
-                error,
-                ..
-            } => write!(
-                f,
-                "{reason} (attempt {attempt}, not retried): {}",
-                describe(error)
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Failure {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,35 +273,6 @@ mod tests {
         let error = reply(&[(1, 11000, DUP_ID)], Some(64));
         assert_eq!(classify(&error, 3, true), [Verdict::Retry; 3]);
         assert_eq!(classify(&io_error(), 2, true), [Verdict::Retry; 2]);
-    }
-
-    #[test]
-    fn errors_are_described_on_one_line() {
-        assert_eq!(
-            describe(&reply(&[(0, 121, "Document failed validation")], None)),
-            "write error 121: Document failed validation"
-        );
-        assert_eq!(
-            describe(&reply(&[(0, 11000, "dup"), (1, 11000, "dup")], Some(64))),
-            "write error 11000: dup (and 1 more); write concern error 64 (X): x"
-        );
-        assert!(describe(&io_error()).starts_with("I/O error: "));
-    }
-
-    #[test]
-    fn server_selection_timeouts_read_like_the_seeds_warnings() {
-        let message = "Server selection timeout: None of the available servers suitable for \
-            criteria ReadPreference(Primary). Topology: { Type: ReplicaSetNoPrimary, Set Name: \
-            rs0, Max Set Version: 1, Servers: [ { Address: 127.0.0.1:33517, Type: Unknown, \
-            Error: Kind: I/O error: Connection refused (os error 111), labels: {}, source: \
-            None, server response: None }, { Address: 127.0.0.1:39135, Type: RsSecondary, \
-            Average RTT: 1.66ms, Replica Set Name: rs0 } ] }";
-        assert_eq!(
-            servers_seen(message).unwrap(),
-            "127.0.0.1:33517 Unknown (I/O error: Connection refused (os error 111)), \
-             127.0.0.1:39135 RsSecondary"
-        );
-        assert_eq!(servers_seen("something else"), None);
     }
 
     fn policy(attempts: u32, retry_wait_ms: u64) -> Policy {

@@ -26,7 +26,7 @@ use log::warn;
 
 use super::{Error, Spool, Waiting};
 use crate::breath::Breath;
-use crate::retry::Failure;
+use crate::error::Failure;
 use crate::stop::Stop;
 
 /// Why a run with a spool ended early.
