@@ -76,9 +76,10 @@ pub enum Failure {
     /// Every attempt failed with a transient error, or the deadline passed.
     GaveUp {
         breath: ObjectId,
-        attempts: u32,
         waited: Duration,
-        last: mongodb::error::Error,
+        /// The number of the last attempt, and its error; none only if no attempt was
+        /// allowed, which `--attempts` rules out.
+        last: Option<(u32, mongodb::error::Error)>,
     },
     /// An error that retrying cannot mend.
     Refused {
@@ -101,17 +102,15 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::GaveUp {
-                attempts,
-                waited,
-                last,
-                ..
-            } => write!(
-                f,
-                "gave up after {attempts} attempts in {:.1} s; last error: {}",
-                waited.as_secs_f64(),
-                describe(last)
-            ),
+            Failure::GaveUp { waited, last, .. } => {
+                let attempts = last.as_ref().map_or(0, |(attempt, _)| *attempt);
+                let waited = waited.as_secs_f64();
+                write!(f, "gave up after {attempts} attempts in {waited:.1} s")?;
+                match last {
+                    Some((_, error)) => write!(f, "; last error: {}", describe(error)),
+                    None => Ok(()),
+                }
+            }
             Failure::Refused {
                 attempt,
                 reason,

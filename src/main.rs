@@ -15,6 +15,8 @@ mod retry;
 mod spool;
 mod stop;
 mod tally;
+#[cfg(test)]
+mod test_errors;
 mod wording;
 
 use std::io::Write;
@@ -25,14 +27,13 @@ use std::time::Instant;
 use bson::oid::ObjectId;
 use bson::Document;
 use log::warn;
-use mongodb::options::ServerAddress;
 use mongodb::sync::Collection;
 
 use breath::Breath;
 use client::LastPrimary;
 use config::{AuditSettings, Settings};
 use error::{Error, Failure};
-use retry::{Policy, Verdict};
+use retry::{Policy, Proof, Rest};
 use spool::Spool;
 use stop::Stop;
 use tally::{Tally, Written};
@@ -114,9 +115,8 @@ fn run(settings: &Settings) -> Result<(), Error> {
             break Some(signal);
         }
         let breath = Breath::new();
-        writer
-            .write(&mut vec![breath], false)
-            .map_err(Error::CouldntWrite)?;
+        let (_, written) = writer.write(&[breath], false);
+        written.map_err(Error::CouldntWrite)?;
         if settings.count == Some(writer.tally.written()) {
             break None;
         }
@@ -135,61 +135,64 @@ struct Writer {
 }
 
 impl Writer {
-    /// The seed's attempt loop, for one breath or a batch of the spool's oldest: insert, and on
-    /// an error ask the policy what it means. Each breath is printed and leaves `batch` once
-    /// it is in the database; on an error, what is left in `batch` is not written.
-    /// `sent_before` says an earlier run may have written these breaths already.
-    fn write(&mut self, batch: &mut Vec<Breath>, sent_before: bool) -> Result<(), Failure> {
+    /// The seed's attempt loop, for one breath or a batch of the spool's oldest. Returns the
+    /// breaths written, in the order given, whatever became of the others, and why those are
+    /// not written. `sent_before` says an earlier run may have written them already.
+    fn write(
+        &mut self,
+        batch: &[Breath],
+        sent_before: bool,
+    ) -> (Vec<ObjectId>, Result<(), Failure>) {
         let started = Instant::now();
-        let mut before = self.primary.get();
-        self.stop.in_flight(batch.first().map(|breath| breath.id));
         let attempts = self.policy.attempts;
-        let (made, last) = 'attempts: {
-            for attempt in 1..=attempts {
-                let tried = Instant::now();
-                let error = match self.insert(batch) {
-                    Ok(()) => {
-                        let verdicts = vec![Verdict::Inserted; batch.len()];
-                        self.settle(batch, &verdicts, attempt, started, &mut before);
-                        return Ok(());
-                    }
-                    Err(error) => error,
-                };
-                let verdicts = retry::classify(&error, batch.len(), sent_before || attempt > 1);
-                match self.settle(batch, &verdicts, attempt, started, &mut before) {
-                    Some((breath, reason)) => {
-                        return Err(Failure::Refused {
-                            breath,
-                            attempt,
-                            reason,
-                            error,
-                        })
-                    }
-                    // Already written: "It worked the first time".
-                    None if batch.is_empty() => return Ok(()),
-                    None => {}
+        let (mut left, mut written, mut last) = (batch.to_vec(), Vec::new(), None);
+        self.stop.in_flight(batch.first().map(|breath| breath.id));
+        for attempt in 1..=attempts {
+            let tried = Instant::now();
+            let result = self.insert(&left);
+            let (wrote, rest) = retry::judge(result, left, sent_before || attempt > 1);
+            written.extend(self.say_written(&wrote, attempt, started));
+            self.stop.in_flight(rest.oldest().map(|breath| breath.id));
+            let error = match rest {
+                // Inserted, or already written: "It worked the first time".
+                Rest::Nothing => return (written, Ok(())),
+                Rest::Refused {
+                    breath,
+                    reason,
+                    error,
+                } => {
+                    let breath = breath.id;
+                    let refused = Failure::Refused {
+                        breath,
+                        attempt,
+                        reason,
+                        error,
+                    };
+                    return (written, Err(refused));
                 }
-                let Some(pause) = self
-                    .policy
-                    .pause(attempt, tried.elapsed(), started.elapsed())
-                else {
-                    break 'attempts (attempt, error);
-                };
-                warn!(
-                    "Warning {} (attempt {attempt} of {attempts})",
-                    wording::describe(&error)
-                );
-                thread::sleep(pause);
-            }
-            unreachable!("--attempts is at least 1, and the policy stops at the last attempt")
-        };
+                Rest::Retry { breaths, error } => {
+                    left = breaths;
+                    error
+                }
+            };
+            let (_, error) = last.insert((attempt, error));
+            let Some(pause) = self
+                .policy
+                .pause(attempt, tried.elapsed(), started.elapsed())
+            else {
+                break;
+            };
+            let error = wording::describe(error);
+            warn!("Warning {error} (attempt {attempt} of {attempts})");
+            thread::sleep(pause);
+        }
         // The seed's `else: raise Exception("Couldn't write!")`.
-        Err(Failure::GaveUp {
-            breath: batch[0].id,
-            attempts: made,
+        let gave_up = Failure::GaveUp {
+            breath: left[0].id,
             waited: started.elapsed(),
             last,
-        })
+        };
+        (written, Err(gave_up))
     }
 
     /// Creates the index `mabel audit` reads a year of breaths by, if it is missing. Breathing
@@ -216,57 +219,35 @@ impl Writer {
             .map(drop)
     }
 
-    /// Takes the breaths that `verdicts` say are written out of `batch`, prints each, and
-    /// tells the tally, which may make an incident of them. Returns the first breath refused
-    /// for good, if any, and why.
-    fn settle(
+    /// Says what an attempt wrote: the `wrote` line of each breath, in the order measured,
+    /// and to the tally one group per kind of proof, which may make an incident of it. Returns
+    /// the breaths written.
+    fn say_written(
         &mut self,
-        batch: &mut Vec<Breath>,
-        verdicts: &[Verdict],
+        wrote: &[(Breath, Proof)],
         attempt: u32,
         started: Instant,
-        before: &mut Option<ServerAddress>,
-    ) -> Option<(ObjectId, &'static str)> {
-        let refused = batch
-            .iter()
-            .zip(verdicts)
-            .find_map(|(breath, verdict)| match verdict {
-                Verdict::Fatal(reason) => Some((breath.id, *reason)),
-                _ => None,
-            });
-        // Printed in the order measured; told to the tally as one group per kind of proof.
-        let mut inserted = Vec::new();
-        let mut already_written = Vec::new();
-        for (breath, verdict) in batch.iter().zip(verdicts) {
-            let group = match verdict {
-                Verdict::Inserted => &mut inserted,
-                Verdict::AlreadyWritten => &mut already_written,
-                _ => continue,
-            };
-            print_written(breath, attempt, *verdict == Verdict::AlreadyWritten);
-            group.push(breath.id);
+    ) -> Vec<ObjectId> {
+        for (breath, proof) in wrote {
+            print_written(breath, attempt, *proof == Proof::AlreadyWritten);
         }
-        let now = self.primary.get();
-        for (ids, already_written) in [(inserted, false), (already_written, true)] {
+        let primary = self.primary.get();
+        for proof in [Proof::Inserted, Proof::AlreadyWritten] {
+            let ids: Vec<ObjectId> = wrote
+                .iter()
+                .filter(|(_, p)| *p == proof)
+                .map(|(breath, _)| breath.id)
+                .collect();
             let written = Written {
                 attempts: attempt,
-                already_written,
+                already_written: proof == Proof::AlreadyWritten,
                 waited: started.elapsed(),
             };
-            if let Some(incident) = self
-                .tally
-                .add(&ids, &written, before.as_ref(), now.as_ref())
-            {
+            if let Some(incident) = self.tally.add(&ids, &written, primary.as_ref()) {
                 println!("{incident}");
             }
-            if !ids.is_empty() {
-                *before = now.clone();
-            }
         }
-        let mut verdicts = verdicts.iter();
-        batch.retain(|_| !verdicts.next().is_some_and(|v| v.is_written()));
-        self.stop.in_flight(batch.first().map(|breath| breath.id));
-        refused
+        wrote.iter().map(|(breath, _)| breath.id).collect()
     }
 }
 

@@ -80,33 +80,7 @@ fn servers_seen(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bson::{doc, Document};
-    use mongodb::error::InsertManyError;
-    use std::io;
-
-    fn io_error() -> Error {
-        ErrorKind::Io(io::Error::from(io::ErrorKind::ConnectionReset).into()).into()
-    }
-
-    /// An `insert` reply as `insert_many` reports it: `writeErrors` and `writeConcernError`.
-    fn reply(write_errors: &[(i32, i32, &str)], write_concern_error: Option<i32>) -> Error {
-        let mut body = Document::new();
-        if !write_errors.is_empty() {
-            let errors: Vec<Document> = write_errors
-                .iter()
-                .map(|&(index, code, errmsg)| doc! { "index": index, "code": code, "errmsg": errmsg })
-                .collect();
-            body.insert("writeErrors", errors);
-        }
-        if let Some(code) = write_concern_error {
-            body.insert(
-                "writeConcernError",
-                doc! { "code": code, "codeName": "X", "errmsg": "x" },
-            );
-        }
-        let e: InsertManyError = bson::from_document(body).unwrap();
-        ErrorKind::InsertMany(e).into()
-    }
+    use crate::test_errors::{io_error, reply};
 
     #[test]
     fn errors_are_described_on_one_line() {

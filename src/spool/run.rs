@@ -15,7 +15,6 @@
 //! A first SIGINT or SIGTERM stops the measuring; the writer finishes the breath in flight, as
 //! without a spool, and leaves the others waiting in the spool for the next run.
 
-use std::collections::HashSet;
 use std::panic;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -94,7 +93,7 @@ impl Shared {
 
 /// What the writer thread calls: writes a batch of breaths, oldest first, taking each out of
 /// the batch once it is in the database (see `Writer::write` in `main`).
-pub type Write<W> = fn(&mut W, &mut Vec<Breath>, bool) -> Result<(), Failure>;
+pub type Write<W> = fn(&mut W, &[Breath], bool) -> (Vec<ObjectId>, Result<(), Failure>);
 
 /// Measures a breath every `interval` onto the spool while a writer thread calls
 /// `write(&mut writer, batch, sent_before)` with the oldest spooled breaths, at most `batch`
@@ -164,12 +163,8 @@ fn write_oldest_first<W>(
     let mut catching_up = CatchingUp::default();
     while let Some(batch) = shared.next(most) {
         let sent_before = batch.iter().any(|w| w.sent_before);
-        let mut breaths: Vec<Breath> = batch.into_iter().map(|w| w.breath).collect();
-        let sent: Vec<ObjectId> = breaths.iter().map(|b| b.id).collect();
-        let result = write(&mut writer, &mut breaths, sent_before);
-        // What left the batch is in the database, whether or not the rest is.
-        let left: HashSet<ObjectId> = breaths.iter().map(|b| b.id).collect();
-        let written: Vec<ObjectId> = sent.into_iter().filter(|id| !left.contains(id)).collect();
+        let breaths: Vec<Breath> = batch.into_iter().map(|w| w.breath).collect();
+        let (written, result) = write(&mut writer, &breaths, sent_before);
         let waiting = {
             let mut state = shared.lock();
             state.spool.done(&written).map_err(Stopped::Spool)?;
