@@ -32,15 +32,6 @@ pub enum Error {
     CouldntRead { namespace: String, error: String },
 }
 
-impl From<spool::Stopped> for Error {
-    fn from(stopped: spool::Stopped) -> Error {
-        match stopped {
-            spool::Stopped::Spool(error) => Error::Spool(error),
-            spool::Stopped::Refused(failure) => Error::CouldntWrite(failure),
-        }
-    }
-}
-
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {

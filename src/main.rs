@@ -1,9 +1,11 @@
 //! mabel writes Mabel the diving monkey's breaths to a MongoDB replica set, one a second, and
 //! keeps writing through a primary failover without losing or doubling one.
 //!
-//! `run` below is the seed's loop: sleep, measure a breath, try hard to write it, say so.
-//! Everything that decides how hard to try lives in `retry`; with `--spool`, `spool` runs the
-//! loop instead, so that no breath is lost when trying hard is not enough.
+//! `run` below is the seed's loop: sleep, measure a breath, hand it on. Without `--spool` the
+//! breath goes straight to `Writer::write`, the seed's attempt loop, which asks `retry` what
+//! each result means and how hard to go on trying. With `--spool` it goes onto the spool
+//! first, which a thread of its own drains through the same `Writer::write`, so that no breath
+//! is lost when trying hard is not enough. `ARCHITECTURE.md` draws the whole of it.
 
 mod audit;
 mod breath;
@@ -34,7 +36,7 @@ use client::LastPrimary;
 use config::{AuditSettings, Settings};
 use error::{Error, Failure};
 use retry::{Policy, Proof, Rest};
-use spool::Spool;
+use spool::{Drain, Spool};
 use stop::Stop;
 use tally::{Tally, Written};
 
@@ -85,44 +87,68 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
     }
 }
 
-/// The seed's loop, until `--count` breaths or a signal; with `--spool`, the spool's.
+/// The seed's loop: sleep, measure a breath, hand it on; until `--count` breaths are
+/// measured and each is written (with a spool, every breath it holds), or a signal.
 fn run(settings: &Settings) -> Result<(), Error> {
     let (breaths, primary) =
         client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
     let stop = Stop::install().map_err(Error::Signals)?;
-    let mut writer = Writer {
+    let policy = Policy {
+        attempts: settings.attempts,
+        retry_wait: settings.retry_wait,
+    };
+    let writer = Writer {
         breaths,
         primary,
-        policy: Policy {
-            attempts: settings.attempts,
-            retry_wait: settings.retry_wait,
-        },
+        policy,
         stop: stop.clone(),
         tally: Tally::default(),
     };
-    if let Some(spooling) = &settings.spool {
-        let spool = Spool::open(&spooling.path, spooling.max_bytes).map_err(Error::BadSpool)?;
-        writer.index_for_the_audit();
-        let (interval, count, batch) = (settings.interval, settings.count, spooling.batch);
-        let (writer, stopped_by) =
-            spool::run(spool, interval, count, batch, &stop, writer, Writer::write)?;
-        println!("{}", writer.tally.summary(stopped_by));
-        return Ok(());
-    }
+    // Opened before anything is written: a spool in use or damaged stops mabel first.
+    let spool = match &settings.spool {
+        Some(spooling) => {
+            let spool = Spool::open(&spooling.path, spooling.max_bytes).map_err(Error::BadSpool)?;
+            Some((spool, spooling.batch))
+        }
+        None => None,
+    };
     writer.index_for_the_audit();
+    let mut breaths_to = match spool {
+        None => Destination::Writer(writer),
+        Some((spool, batch)) => Destination::Spool(Drain::start(spool, writer, batch)),
+    };
+    let mut measured = 0;
     let stopped_by = loop {
+        if settings.count == Some(measured) {
+            break None;
+        }
         if let Some(signal) = stop.sleep(settings.interval) {
             break Some(signal);
         }
         let breath = Breath::new();
-        let (_, written) = writer.write(&[breath], false);
-        written.map_err(Error::CouldntWrite)?;
-        if settings.count == Some(writer.tally.written()) {
-            break None;
+        match &mut breaths_to {
+            Destination::Writer(writer) => {
+                let (_, result) = writer.write(&[breath], false);
+                result.map_err(Error::CouldntWrite)?;
+            }
+            Destination::Spool(spool) => spool.push(&breath)?,
         }
+        measured += 1;
     };
-    println!("{}", writer.tally.summary(stopped_by));
+    let tally = match breaths_to {
+        Destination::Writer(writer) => writer.tally,
+        Destination::Spool(spool) => spool.finish(stopped_by)?,
+    };
+    println!("{}", tally.summary(stopped_by));
     Ok(())
+}
+
+/// Where each breath measured goes.
+enum Destination {
+    /// Straight to the writer, as in the seed: the next breath waits until it is written.
+    Writer(Writer),
+    /// Onto the spool, on disk, which a thread of its own drains through the same writer.
+    Spool(Drain),
 }
 
 /// Writes breaths and keeps the tally of the run.

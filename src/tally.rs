@@ -80,10 +80,6 @@ impl Tally {
         ))
     }
 
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// One line for the end of a run: `stopped_by` names the signal that ended it, if one did.
     pub fn summary(&self, stopped_by: Option<&str>) -> String {
         let how = match stopped_by {
@@ -224,7 +220,7 @@ mod tests {
             )
         );
         assert_eq!(tally.add(&[], &written(2, true, 700), Some(&a)), None);
-        assert_eq!(tally.written(), 3);
+        assert_eq!(tally.written, 3);
         assert!(tally.summary(None).ends_with(", 0 already written"));
     }
 }
