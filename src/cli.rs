@@ -51,9 +51,9 @@ pub struct Run {
     #[argh(option, default = "5.0")]
     pub retry_wait: f64,
 
-    /// stop after this many breaths are confirmed (default: run until stopped); with
-    /// --spool, after this many are measured and the spool is empty, so 0 only writes what
-    /// the spool holds
+    /// measure this many breaths and stop once each is written, with --spool also every
+    /// breath the spool held, so 0 (only with --spool) writes what it holds (default: run
+    /// until stopped)
     #[argh(option)]
     pub count: Option<u64>,
 

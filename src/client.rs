@@ -40,7 +40,7 @@ use mongodb::options::{
 };
 use mongodb::sync::{Client, Collection, Database};
 
-use crate::config::{AuditSettings, Settings, W};
+use crate::config::{AuditSettings, Settings, WaitFor};
 
 const HEARTBEAT: Duration = Duration::from_millis(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -140,11 +140,11 @@ fn audit_options(settings: &AuditSettings) -> Result<ClientOptions, BadUri> {
 
 /// `w: "majority", j: true` unless told otherwise: a write acknowledged by one member can be
 /// rolled back when a failover elects a member that never saw it.
-fn write_concern(from_uri: Option<WriteConcern>, from_flag: Option<&W>) -> WriteConcern {
+fn write_concern(from_uri: Option<WriteConcern>, from_flag: Option<&WaitFor>) -> WriteConcern {
     let from_uri = from_uri.unwrap_or_default();
     let w = match from_flag {
-        Some(W::Majority) => Acknowledgment::Majority,
-        Some(W::Members(n)) => Acknowledgment::Nodes(*n),
+        Some(WaitFor::Majority) => Acknowledgment::Majority,
+        Some(WaitFor::Members(n)) => Acknowledgment::Nodes(*n),
         None => from_uri.w.unwrap_or(Acknowledgment::Majority),
     };
     WriteConcern::builder()

@@ -26,7 +26,7 @@ pub struct Settings {
     pub attempts: u32,
     pub retry_wait: Duration,
     pub count: Option<u64>,
-    pub write_concern: Option<W>,
+    pub write_concern: Option<WaitFor>,
     pub spool: Option<Spooling>,
 }
 
@@ -52,10 +52,13 @@ pub struct AuditSettings {
     pub json: bool,
 }
 
-/// The `w` of a write concern, as `--write-concern` accepts it.
+/// Whom a write waits for before it counts (the `w` of its write concern), as
+/// `--write-concern` accepts it.
 #[derive(Clone, Debug, PartialEq)]
-pub enum W {
+pub enum WaitFor {
+    /// A majority of the set's voting members.
     Majority,
+    /// This many members, the primary included.
     Members(u32),
 }
 
@@ -96,7 +99,7 @@ impl Settings {
                 }
                 n => n,
             },
-            write_concern: args.write_concern.as_deref().map(w).transpose()?,
+            write_concern: args.write_concern.as_deref().map(wait_for).transpose()?,
             spool: spooling(args.spool, args.spool_max_bytes, args.batch)?,
         })
     }
@@ -231,11 +234,11 @@ fn spooling(
     }))
 }
 
-fn w(value: &str) -> Result<W, ConfigError> {
+fn wait_for(value: &str) -> Result<WaitFor, ConfigError> {
     match value {
-        "majority" => Ok(W::Majority),
+        "majority" => Ok(WaitFor::Majority),
         _ => match value.parse::<u32>() {
-            Ok(n) if n > 0 => Ok(W::Members(n)),
+            Ok(n) if n > 0 => Ok(WaitFor::Members(n)),
             _ => Err(ConfigError::new(
                 "--write-concern",
                 value,
@@ -363,8 +366,8 @@ mod tests {
     #[test]
     fn write_concern_accepts_majority_and_member_counts() {
         let majority = parse(&["--write-concern", "majority"], None).unwrap();
-        assert_eq!(majority.write_concern, Some(W::Majority));
+        assert_eq!(majority.write_concern, Some(WaitFor::Majority));
         let two = parse(&["--write-concern", "2"], None).unwrap();
-        assert_eq!(two.write_concern, Some(W::Members(2)));
+        assert_eq!(two.write_concern, Some(WaitFor::Members(2)));
     }
 }

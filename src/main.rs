@@ -1,22 +1,27 @@
 //! mabel writes Mabel the diving monkey's breaths to a MongoDB replica set, one a second, and
 //! keeps writing through a primary failover without losing or doubling one.
 //!
-//! `run` below is the seed's loop: sleep, measure a breath, try hard to write it, say so.
-//! Everything that decides how hard to try lives in `retry`; with `--spool`, `spool` runs the
-//! loop instead, so that no breath is lost when trying hard is not enough.
+//! `run` below is the seed's loop: sleep, measure a breath, hand it on. Without `--spool` the
+//! breath goes straight to `Writer::write`, the seed's attempt loop, which asks `retry` what
+//! each result means and how hard to go on trying. With `--spool` it goes onto the spool
+//! first, which a thread of its own drains through the same `Writer::write`, so that no breath
+//! is lost when trying hard is not enough. `ARCHITECTURE.md` draws the whole of it.
 
 mod audit;
 mod breath;
 mod cli;
 mod client;
 mod config;
+mod error;
 mod retry;
 mod spool;
 mod stop;
 mod tally;
+#[cfg(test)]
+mod test_errors;
+mod wording;
 
-use std::fmt;
-use std::io::{self, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
@@ -24,14 +29,15 @@ use std::time::Instant;
 use bson::oid::ObjectId;
 use bson::Document;
 use log::warn;
-use mongodb::options::{CommitQuorum, ServerAddress};
+use mongodb::options::CommitQuorum;
 use mongodb::sync::Collection;
 
 use breath::Breath;
 use client::LastPrimary;
 use config::{AuditSettings, Settings};
-use retry::{Failure, Policy, Verdict};
-use spool::Spool;
+use error::{Error, Failure};
+use retry::{Policy, Proof, Rest};
+use spool::{Drain, Spool};
 use stop::Stop;
 use tally::{Tally, Written};
 
@@ -39,7 +45,6 @@ fn main() -> ExitCode {
     init_logging();
     match try_main() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Error::Help) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(error.exit_code())
@@ -49,7 +54,9 @@ fn main() -> ExitCode {
 
 fn try_main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
-    let command = parse(&args)?;
+    let Some(command) = parse(&args)? else {
+        return Ok(());
+    };
     match command {
         cli::Command::Run(args) => {
             let settings = Settings::from_args(args, std::env::var("MONGODB_URI").ok())
@@ -69,7 +76,7 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
     let db = client::audited(settings).map_err(|e| Error::BadInput(e.to_string()))?;
     let report = audit::audit(&db, settings).map_err(|e| Error::CouldntRead {
         namespace: format!("{}.{}", settings.db, settings.collection),
-        error: audit::describe(&e),
+        error: wording::describe_read(&e),
     })?;
     match settings.json {
         true => println!("{}", report.json()),
@@ -81,45 +88,68 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
     }
 }
 
-/// The seed's loop, until `--count` breaths or a signal; with `--spool`, the spool's.
+/// The seed's loop: sleep, measure a breath, hand it on; until `--count` breaths are
+/// measured and each is written (with a spool, every breath it holds), or a signal.
 fn run(settings: &Settings) -> Result<(), Error> {
     let (breaths, primary) =
         client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
     let stop = Stop::install().map_err(Error::Signals)?;
-    let mut writer = Writer {
+    let policy = Policy {
+        attempts: settings.attempts,
+        retry_wait: settings.retry_wait,
+    };
+    let writer = Writer {
         breaths,
         primary,
-        policy: Policy {
-            attempts: settings.attempts,
-            retry_wait: settings.retry_wait,
-        },
+        policy,
         stop: stop.clone(),
         tally: Tally::default(),
     };
-    if let Some(spooling) = &settings.spool {
-        let spool = Spool::open(&spooling.path, spooling.max_bytes).map_err(Error::BadSpool)?;
-        writer.index_for_the_audit();
-        let (interval, count, batch) = (settings.interval, settings.count, spooling.batch);
-        let (writer, stopped_by) =
-            spool::run(spool, interval, count, batch, &stop, writer, Writer::write)?;
-        println!("{}", writer.tally.summary(stopped_by));
-        return Ok(());
-    }
+    // Opened before anything is written: a spool in use or damaged stops mabel first.
+    let spool = match &settings.spool {
+        Some(spooling) => {
+            let spool = Spool::open(&spooling.path, spooling.max_bytes).map_err(Error::BadSpool)?;
+            Some((spool, spooling.batch))
+        }
+        None => None,
+    };
     writer.index_for_the_audit();
+    let mut breaths_to = match spool {
+        None => Destination::Writer(writer),
+        Some((spool, batch)) => Destination::Spool(Drain::start(spool, writer, batch)),
+    };
+    let mut measured = 0;
     let stopped_by = loop {
+        if settings.count == Some(measured) {
+            break None;
+        }
         if let Some(signal) = stop.sleep(settings.interval) {
             break Some(signal);
         }
         let breath = Breath::new();
-        writer
-            .write(&mut vec![breath], false)
-            .map_err(Error::CouldntWrite)?;
-        if settings.count == Some(writer.tally.written()) {
-            break None;
+        match &mut breaths_to {
+            Destination::Writer(writer) => {
+                let (_, result) = writer.write(&[breath], false);
+                result.map_err(Error::CouldntWrite)?;
+            }
+            Destination::Spool(spool) => spool.push(&breath)?,
         }
+        measured += 1;
     };
-    println!("{}", writer.tally.summary(stopped_by));
+    let tally = match breaths_to {
+        Destination::Writer(writer) => writer.tally,
+        Destination::Spool(spool) => spool.finish(stopped_by)?,
+    };
+    println!("{}", tally.summary(stopped_by));
     Ok(())
+}
+
+/// Where each breath measured goes.
+enum Destination {
+    /// Straight to the writer, as in the seed: the next breath waits until it is written.
+    Writer(Writer),
+    /// Onto the spool, on disk, which a thread of its own drains through the same writer.
+    Spool(Drain),
 }
 
 /// Writes breaths and keeps the tally of the run.
@@ -132,61 +162,64 @@ struct Writer {
 }
 
 impl Writer {
-    /// The seed's attempt loop, for one breath or a batch of the spool's oldest: insert, and on
-    /// an error ask the policy what it means. Each breath is printed and leaves `batch` once
-    /// it is in the database; on an error, what is left in `batch` is not written.
-    /// `sent_before` says an earlier run may have written these breaths already.
-    fn write(&mut self, batch: &mut Vec<Breath>, sent_before: bool) -> Result<(), Failure> {
+    /// The seed's attempt loop, for one breath or a batch of the spool's oldest. Returns the
+    /// breaths written, in the order given, whatever became of the others, and why those are
+    /// not written. `sent_before` says an earlier run may have written them already.
+    fn write(
+        &mut self,
+        batch: &[Breath],
+        sent_before: bool,
+    ) -> (Vec<ObjectId>, Result<(), Failure>) {
         let started = Instant::now();
-        let mut before = self.primary.get();
-        self.stop.in_flight(batch.first().map(|breath| breath.id));
         let attempts = self.policy.attempts;
-        let (made, last) = 'attempts: {
-            for attempt in 1..=attempts {
-                let tried = Instant::now();
-                let error = match self.insert(batch) {
-                    Ok(()) => {
-                        let verdicts = vec![Verdict::Inserted; batch.len()];
-                        self.settle(batch, &verdicts, attempt, started, &mut before);
-                        return Ok(());
-                    }
-                    Err(error) => error,
-                };
-                let verdicts = retry::classify(&error, batch.len(), sent_before || attempt > 1);
-                match self.settle(batch, &verdicts, attempt, started, &mut before) {
-                    Some((breath, reason)) => {
-                        return Err(Failure::Refused {
-                            breath,
-                            attempt,
-                            reason,
-                            error,
-                        })
-                    }
-                    // Already written: "It worked the first time".
-                    None if batch.is_empty() => return Ok(()),
-                    None => {}
+        let (mut left, mut written, mut last) = (batch.to_vec(), Vec::new(), None);
+        self.stop.in_flight(batch.first().map(|breath| breath.id));
+        for attempt in 1..=attempts {
+            let tried = Instant::now();
+            let result = self.insert(&left);
+            let (wrote, rest) = retry::judge(result, left, sent_before || attempt > 1);
+            written.extend(self.say_written(&wrote, attempt, started));
+            self.stop.in_flight(rest.oldest().map(|breath| breath.id));
+            let error = match rest {
+                // Inserted, or already written: "It worked the first time".
+                Rest::Nothing => return (written, Ok(())),
+                Rest::Refused {
+                    breath,
+                    reason,
+                    error,
+                } => {
+                    let breath = breath.id;
+                    let refused = Failure::Refused {
+                        breath,
+                        attempt,
+                        reason,
+                        error,
+                    };
+                    return (written, Err(refused));
                 }
-                let Some(pause) = self
-                    .policy
-                    .pause(attempt, tried.elapsed(), started.elapsed())
-                else {
-                    break 'attempts (attempt, error);
-                };
-                warn!(
-                    "Warning {} (attempt {attempt} of {attempts})",
-                    retry::describe(&error)
-                );
-                thread::sleep(pause);
-            }
-            unreachable!("--attempts is at least 1, and the policy stops at the last attempt")
-        };
+                Rest::Retry { breaths, error } => {
+                    left = breaths;
+                    error
+                }
+            };
+            let (_, error) = last.insert((attempt, error));
+            let Some(pause) = self
+                .policy
+                .pause(attempt, tried.elapsed(), started.elapsed())
+            else {
+                break;
+            };
+            let error = wording::describe(error);
+            warn!("Warning {error} (attempt {attempt} of {attempts})");
+            thread::sleep(pause);
+        }
         // The seed's `else: raise Exception("Couldn't write!")`.
-        Err(Failure::GaveUp {
-            breath: batch[0].id,
-            attempts: made,
+        let gave_up = Failure::GaveUp {
+            breath: left[0].id,
             waited: started.elapsed(),
             last,
-        })
+        };
+        (written, Err(gave_up))
     }
 
     /// Creates the index `mabel audit` reads a year of breaths by, if it is missing, on a
@@ -208,7 +241,7 @@ impl Writer {
                 warn!(
                     "couldn't create the index mabel audit sorts by, so an audit of many \
                      breaths may be slow: {}",
-                    retry::describe(&error)
+                    wording::describe(&error)
                 );
             }
         };
@@ -228,57 +261,35 @@ impl Writer {
             .map(drop)
     }
 
-    /// Takes the breaths that `verdicts` say are written out of `batch`, prints each, and
-    /// tells the tally, which may make an incident of them. Returns the first breath refused
-    /// for good, if any, and why.
-    fn settle(
+    /// Says what an attempt wrote: the `wrote` line of each breath, in the order measured,
+    /// and to the tally one group per kind of proof, which may make an incident of it. Returns
+    /// the breaths written.
+    fn say_written(
         &mut self,
-        batch: &mut Vec<Breath>,
-        verdicts: &[Verdict],
+        wrote: &[(Breath, Proof)],
         attempt: u32,
         started: Instant,
-        before: &mut Option<ServerAddress>,
-    ) -> Option<(ObjectId, &'static str)> {
-        let refused = batch
-            .iter()
-            .zip(verdicts)
-            .find_map(|(breath, verdict)| match verdict {
-                Verdict::Fatal(reason) => Some((breath.id, *reason)),
-                _ => None,
-            });
-        // Printed in the order measured; told to the tally as one group per kind of proof.
-        let mut inserted = Vec::new();
-        let mut already_written = Vec::new();
-        for (breath, verdict) in batch.iter().zip(verdicts) {
-            let group = match verdict {
-                Verdict::Inserted => &mut inserted,
-                Verdict::AlreadyWritten => &mut already_written,
-                _ => continue,
-            };
-            print_written(breath, attempt, *verdict == Verdict::AlreadyWritten);
-            group.push(breath.id);
+    ) -> Vec<ObjectId> {
+        for (breath, proof) in wrote {
+            print_written(breath, attempt, *proof == Proof::AlreadyWritten);
         }
-        let now = self.primary.get();
-        for (ids, already_written) in [(inserted, false), (already_written, true)] {
+        let primary = self.primary.get();
+        for proof in [Proof::Inserted, Proof::AlreadyWritten] {
+            let ids: Vec<ObjectId> = wrote
+                .iter()
+                .filter(|(_, p)| *p == proof)
+                .map(|(breath, _)| breath.id)
+                .collect();
             let written = Written {
                 attempts: attempt,
-                already_written,
+                already_written: proof == Proof::AlreadyWritten,
                 waited: started.elapsed(),
             };
-            if let Some(incident) = self
-                .tally
-                .add(&ids, &written, before.as_ref(), now.as_ref())
-            {
+            if let Some(incident) = self.tally.add(&ids, &written, primary.as_ref()) {
                 println!("{incident}");
             }
-            if !ids.is_empty() {
-                *before = now.clone();
-            }
         }
-        let mut verdicts = verdicts.iter();
-        batch.retain(|_| !verdicts.next().is_some_and(|v| v.is_written()));
-        self.stop.in_flight(batch.first().map(|breath| breath.id));
-        refused
+        wrote.iter().map(|(breath, _)| breath.id).collect()
     }
 }
 
@@ -297,76 +308,17 @@ fn print_written(breath: &Breath, attempts: u32, already_written: bool) {
     );
 }
 
-/// Parses the command line; `--help` is an early exit, not an error.
-fn parse(args: &[String]) -> Result<cli::Command, Error> {
+/// Parses the command line. `--help` prints its text and asks for nothing more: `None`.
+fn parse(args: &[String]) -> Result<Option<cli::Command>, Error> {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (name, rest) = strs.split_first().unwrap_or((&"mabel", &[]));
     match <cli::Mabel as argh::FromArgs>::from_args(&[name], rest) {
-        Ok(mabel) => Ok(mabel.command),
+        Ok(mabel) => Ok(Some(mabel.command)),
         Err(exit) if exit.status.is_ok() => {
             print!("{}", exit.output);
-            Err(Error::Help)
+            Ok(None)
         }
         Err(exit) => Err(Error::BadInput(exit.output.trim().replace('\n', " "))),
-    }
-}
-
-/// Why mabel stopped early. `main` alone turns this into an exit code.
-#[derive(Debug)]
-enum Error {
-    /// `--help` was asked for and printed.
-    Help,
-    /// A flag, the URI or the environment is wrong: nothing was tried.
-    BadInput(String),
-    /// A breath could not be written: Mabel's record is not in the database.
-    CouldntWrite(Failure),
-    /// SIGINT and SIGTERM could not be taken over.
-    Signals(io::Error),
-    /// The spool cannot be used (locked, not a spool, damaged): nothing was tried.
-    BadSpool(spool::Error),
-    /// The spool could not take a breath or be written to: that breath is not kept.
-    Spool(spool::Error),
-    /// The audit found breaths lost or doubled.
-    Found(String),
-    /// The audit could not read the breaths: no member answered, or a read failed.
-    CouldntRead { namespace: String, error: String },
-}
-
-impl From<spool::Stopped> for Error {
-    fn from(stopped: spool::Stopped) -> Error {
-        match stopped {
-            spool::Stopped::Spool(error) => Error::Spool(error),
-            spool::Stopped::Refused(failure) => Error::CouldntWrite(failure),
-        }
-    }
-}
-
-impl Error {
-    fn exit_code(&self) -> u8 {
-        match self {
-            Error::Help => 0,
-            Error::CouldntWrite(_) | Error::Spool(_) | Error::Signals(_) | Error::Found(_) => 1,
-            Error::BadInput(_) | Error::BadSpool(_) => 2,
-            Error::CouldntRead { .. } => 3,
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Help => Ok(()),
-            Error::BadInput(message) => write!(f, "{message}"),
-            Error::CouldntWrite(failure) => {
-                write!(f, "couldn't write breath {}: {failure}", failure.breath())
-            }
-            Error::BadSpool(error) | Error::Spool(error) => write!(f, "{error}"),
-            Error::Signals(error) => write!(f, "couldn't watch for SIGINT and SIGTERM: {error}"),
-            Error::Found(verdict) => write!(f, "the audit found {verdict}"),
-            Error::CouldntRead { namespace, error } => {
-                write!(f, "couldn't read {namespace}: {error}")
-            }
-        }
     }
 }
 

@@ -1,50 +1,26 @@
-//! The retry policy: what a failed attempt means, how long to pause after it, and when to stop
-//! trying. `main`'s attempt loop asks; this module only judges and times, and does no I/O.
+//! The retry policy: what an attempt's result means for each breath it carried, how long to
+//! pause before the next attempt, and when to stop. `main`'s attempt loop asks; this module
+//! judges and times, and does no I/O and no wording.
 //!
-//! The seed retried every `AutoReconnect` five seconds apart, sixty times. This keeps the
-//! seed's budget (`--attempts` x `--retry-wait`, five minutes by default) and its trick (a
-//! duplicate `_id` on a retry proves an earlier attempt landed), and adds what a decade of
-//! failovers taught:
-//!
-//! - A command error such as a failed validation is not retried, and a duplicate on any index
-//!   but `_id` is a real error.
-//! - A duplicate `_id` proves the breath written only when the same reply also met the write
-//!   concern. A write that fails still waits for its write concern (the server's
-//!   `LastOpFixer`), so on a primary cut off from the majority a duplicate-key reply comes back
-//!   with a `writeConcernError` too: the copy it met is on that primary alone, and the next
-//!   election can roll it back. mabel inserts with `insert_many`, whose error keeps the write
-//!   errors and the write concern error together; `insert_one`'s keeps only the first write
-//!   error (mongodb 3.9 `src/error.rs`, `WriteFailure::from_insert_many_error`).
-//! - The wait for a new primary ends as soon as the driver sees one: that is the driver's
-//!   server selection, which re-checks the set twice a second. This module only adds a short,
-//!   growing pause after an attempt that failed without waiting at all, so that a member that
-//!   fails every write quickly cannot use up the attempts in a second.
+//! It keeps the seed's budget (sixty attempts five seconds apart) and its trick (a duplicate
+//! `_id` on a retry proves an earlier attempt landed), and adds what a decade of failovers
+//! taught: a refused command is not retried; a duplicate `_id` is proof only in a reply that
+//! also met the write concern, for on a primary cut off from the majority the copy it met can
+//! be rolled back; and the driver already waits for a primary, so only an attempt that failed
+//! without waiting is followed by a pause. `ARCHITECTURE.md` tells the whole of it.
 //!
 //! An attempt may carry many breaths (the spool's backlog, in one unordered insert), and its
-//! reply can settle some and not others, so a verdict is given for each breath.
+//! reply can write some and not others, so the judgement is given breath by breath.
 
-use std::fmt;
 use std::time::Duration;
 
-use bson::oid::ObjectId;
 use mongodb::error::{Error, ErrorKind, InsertManyError};
 
-/// Server error codes that mean "no writable primary here right now": not writable primary,
-/// node is recovering, and the network-shaped failures of the retryable-writes specification.
+/// Server error codes that mean "no writable primary here right now": not writable primary
+/// (10107, 13435, 10058), node is recovering (11600, 11602, 13436, 189, 91), and the
+/// network-shaped failures of the retryable-writes specification (6, 7, 89, 262, 9001).
 const TRANSIENT_CODES: &[i32] = &[
-    6,     // HostUnreachable
-    7,     // HostNotFound
-    89,    // NetworkTimeout
-    91,    // ShutdownInProgress
-    189,   // PrimarySteppedDown
-    262,   // ExceededTimeLimit
-    9001,  // SocketException
-    10058, // LegacyNotPrimary
-    10107, // NotWritablePrimary
-    11600, // InterruptedAtShutdown
-    11602, // InterruptedDueToReplStateChange
-    13435, // NotPrimaryNoSecondaryOk
-    13436, // NotPrimaryOrSecondary
+    10107, 13435, 10058, 11600, 11602, 13436, 189, 91, 6, 7, 89, 262, 9001,
 ];
 
 /// A write concern that timed out: the write may well have happened and nothing is undone,
@@ -82,37 +58,97 @@ impl Policy {
     }
 }
 
-/// What a failed attempt means for one breath it carried.
+/// How the reply to an attempt shows a breath written.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Verdict {
-    /// The reply shows this breath inserted: the attempt failed for others only.
+pub enum Proof {
+    /// This attempt inserted it.
     Inserted,
-    /// The breath's own `_id`, in a reply that met the write concern: an earlier attempt, or
-    /// an earlier run, landed.
+    /// Its own `_id`, in a reply that met the write concern: an earlier attempt, or an
+    /// earlier run, landed.
     AlreadyWritten,
-    /// A primary may be back soon: try again.
-    Retry,
-    /// Trying again cannot help, and may hide a real problem.
-    Fatal(&'static str),
 }
 
-impl Verdict {
-    /// The breath is in the database.
-    pub fn is_written(self) -> bool {
-        matches!(self, Verdict::Inserted | Verdict::AlreadyWritten)
+/// What becomes of the breaths an attempt did not write.
+#[derive(Debug)]
+pub enum Rest<T> {
+    /// Every breath is written.
+    Nothing,
+    /// A primary may be back soon: try these again.
+    Retry { breaths: Vec<T>, error: Error },
+    /// Trying again cannot help this breath, and may hide a real problem.
+    Refused {
+        breath: T,
+        reason: &'static str,
+        error: Error,
+    },
+}
+
+impl<T> Rest<T> {
+    /// The oldest breath not written, if any.
+    pub fn oldest(&self) -> Option<&T> {
+        match self {
+            Rest::Nothing => None,
+            Rest::Retry { breaths, .. } => breaths.first(),
+            Rest::Refused { breath, .. } => Some(breath),
+        }
     }
 }
 
-/// Judges a failed attempt at inserting `count` breaths: a verdict for each, in the order
-/// sent. `sent_before` says whether these breaths may already have been sent, by an earlier
-/// attempt or by an earlier run that left them in the spool: a duplicate `_id` on a breath
-/// never sent before cannot be our own write.
-pub fn classify(error: &Error, count: usize, sent_before: bool) -> Vec<Verdict> {
+/// Judges the result of inserting `batch` (`Ok`: every breath inserted). Returns the breaths
+/// written, in the order sent, with what proves each, and what becomes of the rest: the first
+/// breath refused, if one is, else those to try again. `sent_before` says whether they may
+/// have been sent already, by an earlier attempt or by an earlier run that left them in the
+/// spool: a duplicate `_id` on a breath never sent before cannot be mabel's own write.
+pub fn judge<T>(
+    result: Result<(), Error>,
+    batch: Vec<T>,
+    sent_before: bool,
+) -> (Vec<(T, Proof)>, Rest<T>) {
+    let Err(error) = result else {
+        let written = batch.into_iter().map(|b| (b, Proof::Inserted)).collect();
+        return (written, Rest::Nothing);
+    };
+    let (mut written, mut retry, mut refused) = (Vec::new(), Vec::new(), None);
+    for (i, breath) in batch.into_iter().enumerate() {
+        match verdict(&error, i, sent_before) {
+            Verdict::Written(proof) => written.push((breath, proof)),
+            Verdict::Retry => retry.push(breath),
+            Verdict::Refused(reason) => {
+                refused.get_or_insert((breath, reason));
+            }
+        }
+    }
+    let rest = match refused {
+        Some((breath, reason)) => Rest::Refused {
+            breath,
+            reason,
+            error,
+        },
+        None if retry.is_empty() => Rest::Nothing,
+        None => Rest::Retry {
+            breaths: retry,
+            error,
+        },
+    };
+    (written, rest)
+}
+
+/// What a failed attempt means for one breath it carried.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Verdict {
+    /// The attempt failed for other breaths only, or this one was written before.
+    Written(Proof),
+    Retry,
+    Refused(&'static str),
+}
+
+/// The verdict on breath `i` of a failed attempt.
+fn verdict(error: &Error, i: usize, sent_before: bool) -> Verdict {
     match &*error.kind {
         ErrorKind::InsertMany(reply) if reply.write_concern_error.is_none() => {
-            (0..count).map(|i| each(reply, i, sent_before)).collect()
+            each(reply, i, sent_before)
         }
-        _ => vec![whole(error); count],
+        _ => whole(error),
     }
 }
 
@@ -126,16 +162,16 @@ fn whole(error: &Error) -> Verdict {
         ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => Verdict::Retry,
         ErrorKind::ServerSelection { .. } => Verdict::Retry,
         ErrorKind::Command(e) if TRANSIENT_CODES.contains(&e.code) => Verdict::Retry,
-        ErrorKind::Command(_) => Verdict::Fatal("the server refused the command"),
+        ErrorKind::Command(_) => Verdict::Refused("the server refused the command"),
         ErrorKind::InsertMany(InsertManyError {
             write_concern_error: Some(e),
             ..
         }) if TRANSIENT_CODES.contains(&e.code) || e.code == WRITE_CONCERN_TIMEOUT => {
             Verdict::Retry
         }
-        ErrorKind::InsertMany(_) => Verdict::Fatal("the write concern cannot be met"),
-        ErrorKind::Authentication { .. } => Verdict::Fatal("authentication failed"),
-        _ => Verdict::Fatal("not a failure that waiting can mend"),
+        ErrorKind::InsertMany(_) => Verdict::Refused("the write concern cannot be met"),
+        ErrorKind::Authentication { .. } => Verdict::Refused("authentication failed"),
+        _ => Verdict::Refused("not a failure that waiting can mend"),
     }
 }
 
@@ -144,18 +180,18 @@ fn whole(error: &Error) -> Verdict {
 fn each(reply: &InsertManyError, i: usize, sent_before: bool) -> Verdict {
     let errors = reply.write_errors.as_deref().unwrap_or_default();
     let Some(e) = errors.iter().find(|e| e.index == i) else {
-        return Verdict::Inserted;
+        return Verdict::Written(Proof::Inserted);
     };
     match e.code {
         DUPLICATE_KEY if !on_id_index(&e.message) => {
-            Verdict::Fatal("duplicate key on an index other than _id")
+            Verdict::Refused("duplicate key on an index other than _id")
         }
         DUPLICATE_KEY if !sent_before => {
-            Verdict::Fatal("duplicate _id on a breath never sent before")
+            Verdict::Refused("duplicate _id on a breath never sent before")
         }
-        DUPLICATE_KEY => Verdict::AlreadyWritten,
+        DUPLICATE_KEY => Verdict::Written(Proof::AlreadyWritten),
         code if TRANSIENT_CODES.contains(&code) => Verdict::Retry,
-        _ => Verdict::Fatal("the server refused the write"),
+        _ => Verdict::Refused("the server refused the write"),
     }
 }
 
@@ -167,163 +203,43 @@ fn on_id_index(message: &str) -> bool {
     message.contains(" index: _id_ ")
 }
 
-/// One line for a driver error: the driver's own `Display` adds empty fields and prints write
-/// errors with `Debug`. A batch's write errors are summed up by their first.
-pub fn describe(error: &Error) -> String {
-    let mut line = match &*error.kind {
-        ErrorKind::InsertMany(reply) => {
-            let mut parts = Vec::new();
-            let errors = reply.write_errors.as_deref().unwrap_or_default();
-            if let Some(e) = errors.first() {
-                let more = match errors.len() {
-                    1 => String::new(),
-                    n => format!(" (and {} more)", n - 1),
-                };
-                parts.push(format!("write error {}: {}{more}", e.code, e.message));
-            }
-            if let Some(e) = &reply.write_concern_error {
-                parts.push(format!(
-                    "write concern error {} ({}): {}",
-                    e.code, e.code_name, e.message
-                ));
-            }
-            parts.join("; ")
-        }
-        ErrorKind::ServerSelection { message, .. } => match servers_seen(message) {
-            Some(servers) => format!("no writable primary: {servers}"),
-            None => message.clone(),
-        },
-        kind => kind.to_string(),
-    };
-    let mut labels: Vec<&str> = error.labels().iter().map(String::as_str).collect();
-    if !labels.is_empty() {
-        labels.sort_unstable();
-        line.push_str(&format!(" [{}]", labels.join(", ")));
-    }
-    line
-}
-
-/// The driver explains a server selection timeout with a dump of its whole topology; what a
-/// person watching a failover wants is the seed's line: each member and what it is now.
-/// `None` if the message's shape is not the expected one.
-pub fn servers_seen(message: &str) -> Option<String> {
-    let servers: Vec<String> = message
-        .split("{ Address: ")
-        .skip(1)
-        .filter_map(|server| {
-            let (address, rest) = server.split_once(", Type: ")?;
-            let kind = rest.split([',', ' ']).next()?;
-            Some(match rest.split_once("Error: Kind: ") {
-                Some((_, error)) => {
-                    let error = error.split(", labels:").next().unwrap_or(error);
-                    format!("{address} {kind} ({error})")
-                }
-                None => format!("{address} {kind}"),
-            })
-        })
-        .collect();
-    (!servers.is_empty()).then(|| servers.join(", "))
-}
-
-/// Why a breath is not in the database, as far as mabel can tell.
-#[derive(Debug)]
-pub enum Failure {
-    /// Every attempt failed with a transient error, or the deadline passed.
-    GaveUp {
-        breath: ObjectId,
-        attempts: u32,
-        waited: Duration,
-        last: Error,
-    },
-    /// An error that retrying cannot mend.
-    Refused {
-        breath: ObjectId,
-        attempt: u32,
-        reason: &'static str,
-        error: Error,
-    },
-}
-
-impl Failure {
-    /// The breath that is not written: the one refused, or the oldest of those given up on.
-    pub fn breath(&self) -> ObjectId {
-        match self {
-            Failure::GaveUp { breath, .. } | Failure::Refused { breath, .. } => *breath,
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::GaveUp {
-                attempts,
-                waited,
-                last,
-                ..
-            } => write!(
-                f,
-                "gave up after {attempts} attempts in {:.1} s; last error: {}",
-                waited.as_secs_f64(),
-                describe(last)
-            ),
-            Failure::Refused {
-                attempt,
-                reason,
-                error,
-                ..
-            } => write!(
-                f,
-                "{reason} (attempt {attempt}, not retried): {}",
-                describe(error)
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Failure {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bson::{doc, Document};
-    use mongodb::error::CommandError;
-    use std::io;
-
-    fn io_error() -> Error {
-        ErrorKind::Io(io::Error::from(io::ErrorKind::ConnectionReset).into()).into()
-    }
-
-    fn command_error(code: i32) -> Error {
-        let e: CommandError =
-            bson::from_document(doc! { "code": code, "codeName": "X", "errmsg": "x" }).unwrap();
-        ErrorKind::Command(e).into()
-    }
-
-    /// An `insert` reply as `insert_many` reports it: `writeErrors` and `writeConcernError`.
-    fn reply(write_errors: &[(i32, i32, &str)], write_concern_error: Option<i32>) -> Error {
-        let mut body = Document::new();
-        if !write_errors.is_empty() {
-            let errors: Vec<Document> = write_errors
-                .iter()
-                .map(|&(index, code, errmsg)| doc! { "index": index, "code": code, "errmsg": errmsg })
-                .collect();
-            body.insert("writeErrors", errors);
-        }
-        if let Some(code) = write_concern_error {
-            body.insert(
-                "writeConcernError",
-                doc! { "code": code, "codeName": "X", "errmsg": "x" },
-            );
-        }
-        let e: InsertManyError = bson::from_document(body).unwrap();
-        ErrorKind::InsertMany(e).into()
-    }
+    use crate::test_errors::{command_error, io_error, reply};
 
     const DUP_ID: &str = "E11000 duplicate key error collection: mabel.breaths index: _id_ \
                           dup key: { _id: ObjectId('6564f1a2b3c4d5e6f7a8b9c0') }";
     const DUP_TIME: &str = "E11000 duplicate key error collection: mabel.breaths index: time_1 \
                             dup key: { time: new Date(1) }";
+
+    /// What `judge` makes of an attempt at breaths `0..n`, one letter a breath in the order
+    /// sent: `i` inserted, `a` already written, `r` to retry, `x` refused, `-` none of these
+    /// (a refusal ends the attempts, and leaves the others as they are).
+    fn fates(result: Result<(), Error>, n: usize, sent_before: bool) -> String {
+        let (written, rest) = judge(result, (0..n).collect(), sent_before);
+        let order: Vec<usize> = written.iter().map(|&(i, _)| i).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        let mut fates = vec!['-'; n];
+        for (i, proof) in written {
+            fates[i] = match proof {
+                Proof::Inserted => 'i',
+                Proof::AlreadyWritten => 'a',
+            };
+        }
+        match rest {
+            Rest::Nothing => {}
+            Rest::Retry { breaths, .. } => breaths.into_iter().for_each(|i| fates[i] = 'r'),
+            Rest::Refused { breath, .. } => fates[breath] = 'x',
+        }
+        fates.into_iter().collect()
+    }
+
+    #[test]
+    fn ok_means_every_breath_inserted() {
+        assert_eq!(fates(Ok(()), 3, false), "iii");
+        assert_eq!(fates(Ok(()), 1, true), "i");
+    }
 
     #[test]
     fn transient_failures_are_retried() {
@@ -335,7 +251,7 @@ mod tests {
             reply(&[], Some(64)),
             reply(&[], Some(189)),
         ] {
-            assert_eq!(classify(&error, 1, false), [Verdict::Retry], "{error}");
+            assert_eq!(fates(Err(error.clone()), 1, false), "r", "{error}");
         }
     }
 
@@ -347,79 +263,45 @@ mod tests {
             command_error(2),
             reply(&[], Some(100)),
         ] {
-            assert!(
-                matches!(classify(&error, 1, true)[..], [Verdict::Fatal(_)]),
-                "{error} was not fatal"
-            );
+            assert_eq!(fates(Err(error.clone()), 1, true), "x", "{error}");
         }
     }
 
     #[test]
     fn a_duplicate_id_proves_a_breath_sent_before_written_only_with_the_write_concern_met() {
-        let proof = reply(&[(0, 11000, DUP_ID)], None);
-        assert_eq!(classify(&proof, 1, true), [Verdict::AlreadyWritten]);
-        assert!(matches!(
-            classify(&proof, 1, false)[..],
-            [Verdict::Fatal(_)]
-        ));
-        let other_index = reply(&[(0, 11000, DUP_TIME)], None);
-        assert!(matches!(
-            classify(&other_index, 1, true)[..],
-            [Verdict::Fatal(_)]
-        ));
+        let proof = || Err(reply(&[(0, 11000, DUP_ID)], None));
+        assert_eq!(fates(proof(), 1, true), "a");
+        assert_eq!(fates(proof(), 1, false), "x");
+        assert_eq!(
+            fates(Err(reply(&[(0, 11000, DUP_TIME)], None)), 1, true),
+            "x"
+        );
 
         // Met on a primary cut off from the majority: the copy met may yet be rolled back.
         for code in [64, 189, 11602] {
             let held = reply(&[(0, 11000, DUP_ID)], Some(code));
-            assert_eq!(classify(&held, 1, true), [Verdict::Retry], "{code}");
+            assert_eq!(fates(Err(held), 1, true), "r", "{code}");
         }
     }
 
     #[test]
-    fn a_batch_gets_a_verdict_for_each_breath() {
-        let error = reply(
-            &[(1, 11000, DUP_ID), (3, 121, "Document failed validation")],
+    fn a_batch_is_judged_breath_by_breath() {
+        let error = reply(&[(1, 11000, DUP_ID), (3, 10107, "not primary")], None);
+        assert_eq!(fates(Err(error), 5, true), "iairi");
+        let error = reply(&[(0, 11000, DUP_ID), (1, 11000, DUP_ID)], None);
+        assert_eq!(fates(Err(error), 2, true), "aa", "nothing left to write");
+
+        // The first breath refused is named; the attempts end there.
+        let refused = reply(
+            &[(1, 10107, "not primary"), (2, 121, "x"), (4, 121, "x")],
             None,
         );
-        let verdicts = classify(&error, 4, true);
-        assert_eq!(verdicts[0], Verdict::Inserted);
-        assert_eq!(verdicts[1], Verdict::AlreadyWritten);
-        assert_eq!(verdicts[2], Verdict::Inserted);
-        assert!(matches!(verdicts[3], Verdict::Fatal(_)));
+        assert_eq!(fates(Err(refused), 5, true), "i-xi-");
 
         // With the write concern unmet nothing in the batch is proven, inserted or met.
         let error = reply(&[(1, 11000, DUP_ID)], Some(64));
-        assert_eq!(classify(&error, 3, true), [Verdict::Retry; 3]);
-        assert_eq!(classify(&io_error(), 2, true), [Verdict::Retry; 2]);
-    }
-
-    #[test]
-    fn errors_are_described_on_one_line() {
-        assert_eq!(
-            describe(&reply(&[(0, 121, "Document failed validation")], None)),
-            "write error 121: Document failed validation"
-        );
-        assert_eq!(
-            describe(&reply(&[(0, 11000, "dup"), (1, 11000, "dup")], Some(64))),
-            "write error 11000: dup (and 1 more); write concern error 64 (X): x"
-        );
-        assert!(describe(&io_error()).starts_with("I/O error: "));
-    }
-
-    #[test]
-    fn server_selection_timeouts_read_like_the_seeds_warnings() {
-        let message = "Server selection timeout: None of the available servers suitable for \
-            criteria ReadPreference(Primary). Topology: { Type: ReplicaSetNoPrimary, Set Name: \
-            rs0, Max Set Version: 1, Servers: [ { Address: 127.0.0.1:33517, Type: Unknown, \
-            Error: Kind: I/O error: Connection refused (os error 111), labels: {}, source: \
-            None, server response: None }, { Address: 127.0.0.1:39135, Type: RsSecondary, \
-            Average RTT: 1.66ms, Replica Set Name: rs0 } ] }";
-        assert_eq!(
-            servers_seen(message).unwrap(),
-            "127.0.0.1:33517 Unknown (I/O error: Connection refused (os error 111)), \
-             127.0.0.1:39135 RsSecondary"
-        );
-        assert_eq!(servers_seen("something else"), None);
+        assert_eq!(fates(Err(error), 3, true), "rrr");
+        assert_eq!(fates(Err(io_error()), 2, true), "rr");
     }
 
     fn policy(attempts: u32, retry_wait_ms: u64) -> Policy {
@@ -432,15 +314,12 @@ mod tests {
     /// Plays the attempt loop on paper: every attempt fails after `took`. Returns how many
     /// attempts were made and how long they took in all.
     fn give_up(policy: Policy, took: Duration) -> (u32, Duration) {
-        let mut waited = Duration::ZERO;
-        for attempt in 1.. {
-            waited += took;
-            match policy.pause(attempt, took, waited) {
-                Some(pause) => waited += pause,
-                None => return (attempt, waited),
-            }
+        let (mut attempt, mut waited) = (1, took);
+        while let Some(pause) = policy.pause(attempt, took, waited) {
+            attempt += 1;
+            waited += pause + took;
         }
-        unreachable!("the policy never gave up")
+        (attempt, waited)
     }
 
     #[test]

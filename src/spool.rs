@@ -47,9 +47,9 @@
 //!
 //! The file is locked (`File::try_lock`) while it is open; a second mabel is refused.
 
-mod run;
+mod drain;
 
-pub use run::{run, Stopped};
+pub use drain::Drain;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -96,12 +96,12 @@ pub struct Spool {
     /// The file's length: everything written to it has been appended through `file`.
     len: u64,
     max: u64,
-    waiting: VecDeque<Waiting>,
+    waiting: VecDeque<Pending>,
 }
 
 /// A breath on the spool that the database may not have yet.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Waiting {
+pub struct Pending {
     pub breath: Breath,
     /// It was already on the spool when this run opened it, so the run that put it there may
     /// have written it: a duplicate `_id` on its first attempt means it is written.
@@ -205,10 +205,10 @@ impl Spool {
                 path.display()
             );
         }
-        let waiting: VecDeque<Waiting> = recovered
+        let waiting: VecDeque<Pending> = recovered
             .waiting
             .into_iter()
-            .map(|breath| Waiting {
+            .map(|breath| Pending {
                 breath,
                 sent_before: true,
             })
@@ -248,7 +248,7 @@ impl Spool {
             });
         }
         self.append(WAITING, &[breath])?;
-        self.waiting.push_back(Waiting {
+        self.waiting.push_back(Pending {
             breath: breath.clone(),
             sent_before: false,
         });
@@ -259,11 +259,11 @@ impl Spool {
     /// it, may or may not have been sent before, so that one verdict on a duplicate `_id`
     /// fits the whole batch. They count as sent from now on: should this attempt fail, any
     /// of them may have landed.
-    pub fn oldest(&mut self, most: usize) -> Vec<Waiting> {
+    pub fn oldest(&mut self, most: usize) -> Vec<Pending> {
         let Some(sent_before) = self.waiting.front().map(|w| w.sent_before) else {
             return Vec::new();
         };
-        let batch: Vec<Waiting> = self
+        let batch: Vec<Pending> = self
             .waiting
             .iter_mut()
             .take(most)

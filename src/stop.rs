@@ -21,17 +21,20 @@ use signal_hook::iterator::Signals;
 /// The loop's side of the signal thread.
 #[derive(Clone)]
 pub struct Stop {
-    shared: Arc<Shared>,
+    watch: Arc<Watch>,
 }
 
+/// What the signal thread and the loop both see, and a condvar that wakes the loop's sleep
+/// when a signal comes.
 #[derive(Default)]
-struct Shared {
-    state: Mutex<State>,
+struct Watch {
+    seen: Mutex<Seen>,
     signalled: Condvar,
 }
 
+/// What a signal needs to know, and what the loop needs to know of signals.
 #[derive(Default)]
-struct State {
+struct Seen {
     /// The first signal received, if any.
     signal: Option<i32>,
     /// The breath being written, if any.
@@ -42,15 +45,15 @@ impl Stop {
     /// Takes over SIGINT and SIGTERM for the rest of the process.
     pub fn install() -> io::Result<Stop> {
         let stop = Stop {
-            shared: Arc::default(),
+            watch: Arc::default(),
         };
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        let shared = Arc::clone(&stop.shared);
+        let watch = Arc::clone(&stop.watch);
         thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
                 for signal in signals.forever() {
-                    shared.receive(signal);
+                    watch.receive(signal);
                 }
             })?;
         Ok(stop)
@@ -60,40 +63,40 @@ impl Stop {
     /// that asked, if one has.
     pub fn sleep(&self, duration: Duration) -> Option<&'static str> {
         let deadline = Instant::now() + duration;
-        let mut state = self.shared.lock();
-        while state.signal.is_none() {
+        let mut seen = self.watch.lock();
+        while seen.signal.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            state = self
-                .shared
+            seen = self
+                .watch
                 .signalled
-                .wait_timeout(state, left)
+                .wait_timeout(seen, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        state.signal.map(name)
+        seen.signal.map(name)
     }
 
     /// Tells the signal thread which breath a second signal would abandon.
     pub fn in_flight(&self, breath: Option<ObjectId>) {
-        self.shared.lock().in_flight = breath;
+        self.watch.lock().in_flight = breath;
     }
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+impl Watch {
+    fn lock(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn receive(&self, signal: i32) {
-        let mut state = self.lock();
-        match state.signal {
+        let mut seen = self.lock();
+        match seen.signal {
             None => {
-                state.signal = Some(signal);
+                seen.signal = Some(signal);
                 self.signalled.notify_all();
-                if state.in_flight.is_some() {
+                if seen.in_flight.is_some() {
                     eprintln!(
                         "{}: finishing the breath in flight, then stopping (again to stop now)",
                         name(signal)
@@ -101,7 +104,7 @@ impl Shared {
                 }
             }
             Some(_) => {
-                match state.in_flight {
+                match seen.in_flight {
                     Some(id) => eprintln!(
                         "error: stopped by a second {}: breath {id} was not confirmed and may \
                          or may not be stored",
@@ -130,13 +133,13 @@ mod tests {
     #[test]
     fn a_first_signal_cuts_the_sleep_short() {
         let stop = Stop {
-            shared: Arc::default(),
+            watch: Arc::default(),
         };
         assert_eq!(stop.sleep(Duration::from_millis(10)), None);
-        let shared = Arc::clone(&stop.shared);
+        let watch = Arc::clone(&stop.watch);
         let signaller = thread::spawn(move || {
             thread::sleep(Duration::from_millis(50));
-            shared.receive(SIGTERM);
+            watch.receive(SIGTERM);
         });
         let began = Instant::now();
         assert_eq!(stop.sleep(Duration::from_secs(60)), Some("SIGTERM"));

@@ -31,20 +31,23 @@ pub struct Tally {
     already_written: u64,
     /// The longest a breath waited, and which breath.
     longest: Option<(Duration, ObjectId)>,
+    /// The member that answered for the breaths written last, if any has.
+    primary: Option<ServerAddress>,
 }
 
 impl Tally {
     /// Counts breaths confirmed by one attempt (one breath, or part of a batch) that went to
-    /// `primary` after the previous ones went to `before`. Returns the incident line to print
-    /// if it was an incident: one line for the group, named by its first breath.
+    /// `primary`. Returns the incident line to print if it was an incident: one line for the
+    /// group, named by its first breath.
     pub fn add(
         &mut self,
         breaths: &[ObjectId],
         written: &Written,
-        before: Option<&ServerAddress>,
         primary: Option<&ServerAddress>,
     ) -> Option<String> {
         let (&id, rest) = breaths.split_first()?;
+        let before = std::mem::replace(&mut self.primary, primary.cloned());
+        let before = before.as_ref();
         let n = breaths.len() as u64;
         self.written += n;
         if written.already_written {
@@ -75,10 +78,6 @@ impl Tally {
             written.waited.as_secs_f64(),
             if written.already_written { "yes" } else { "no" },
         ))
-    }
-
-    pub fn written(&self) -> u64 {
-        self.written
     }
 
     /// One line for the end of a run: `stopped_by` names the signal that ended it, if one did.
@@ -133,19 +132,21 @@ mod tests {
         }
     }
 
+    /// A tally whose last breaths went to `primary`.
+    fn after(primary: &ServerAddress) -> Tally {
+        Tally {
+            primary: Some(primary.clone()),
+            ..Tally::default()
+        }
+    }
+
     #[test]
     fn one_attempt_on_the_same_primary_is_no_incident() {
         let mut tally = Tally::default();
         let a = address(1);
         let id = ObjectId::new();
-        assert_eq!(
-            tally.add(&[id], &written(1, false, 4), None, Some(&a)),
-            None
-        );
-        assert_eq!(
-            tally.add(&[id], &written(1, false, 900), Some(&a), Some(&a)),
-            None
-        );
+        assert_eq!(tally.add(&[id], &written(1, false, 4), Some(&a)), None);
+        assert_eq!(tally.add(&[id], &written(1, false, 900), Some(&a)), None);
         assert_eq!(
             tally.summary(None),
             format!("done: 2 breaths written, 0 incidents, longest wait 0.900 s (breath {id}), 0 already written")
@@ -154,10 +155,10 @@ mod tests {
 
     #[test]
     fn retries_and_new_primaries_are_incidents() {
-        let mut tally = Tally::default();
         let (a, b) = (address(1), address(2));
+        let mut tally = after(&a);
         let id = ObjectId::new();
-        let line = tally.add(&[id], &written(3, true, 12_105), Some(&a), Some(&b));
+        let line = tally.add(&[id], &written(3, true, 12_105), Some(&b));
         assert_eq!(
             line.unwrap(),
             format!(
@@ -165,17 +166,35 @@ mod tests {
                  127.0.0.1:2, already written: yes"
             )
         );
-        let line = tally.add(&[id], &written(1, false, 1_500), Some(&b), Some(&a));
+        let line = tally.add(&[id], &written(1, false, 1_500), Some(&a));
         assert!(line
             .unwrap()
             .contains("1 attempt, primary 127.0.0.1:2 -> 127.0.0.1:1,"));
-        let line = tally.add(&[id], &written(2, false, 300), Some(&a), Some(&a));
+        let line = tally.add(&[id], &written(2, false, 300), Some(&a));
         assert!(line.unwrap().contains("primary 127.0.0.1:1 (unchanged)"));
-        let line = tally.add(&[id], &written(2, false, 300), None, None);
+        let line = tally.add(&[id], &written(1, false, 300), None);
+        assert!(line.unwrap().contains("primary 127.0.0.1:1 -> unknown"));
+        let line = tally.add(&[id], &written(2, false, 300), None);
         assert!(line.unwrap().contains("primary unknown -> unknown"));
         assert!(tally.summary(Some("SIGINT")).starts_with(
-            "stopped by SIGINT: 4 breaths written, 4 incidents, longest wait 12.105 s"
+            "stopped by SIGINT: 5 breaths written, 5 incidents, longest wait 12.105 s"
         ));
+    }
+
+    #[test]
+    fn the_primary_before_is_the_one_of_the_breaths_written_last() {
+        let (a, b) = (address(1), address(2));
+        let mut tally = Tally::default();
+        let id = ObjectId::new();
+        assert_eq!(tally.add(&[id], &written(1, false, 5), None), None);
+        assert_eq!(tally.add(&[id], &written(1, false, 5), Some(&a)), None);
+        // No breath written: the primary before stays the one that wrote the last breaths.
+        assert_eq!(tally.add(&[], &written(1, false, 5), Some(&b)), None);
+        assert_eq!(tally.add(&[id], &written(1, false, 5), Some(&a)), None);
+        let line = tally.add(&[id], &written(1, false, 5), Some(&b));
+        assert!(line
+            .unwrap()
+            .contains("primary 127.0.0.1:1 -> 127.0.0.1:2,"));
     }
 
     #[test]
@@ -188,10 +207,10 @@ mod tests {
 
     #[test]
     fn a_batch_is_one_incident_named_by_its_first_breath() {
-        let mut tally = Tally::default();
         let a = address(1);
+        let mut tally = after(&a);
         let ids = [ObjectId::new(), ObjectId::new(), ObjectId::new()];
-        let line = tally.add(&ids, &written(2, false, 700), Some(&a), Some(&a));
+        let line = tally.add(&ids, &written(2, false, 700), Some(&a));
         assert_eq!(
             line.unwrap(),
             format!(
@@ -200,11 +219,8 @@ mod tests {
                 ids[0]
             )
         );
-        assert_eq!(
-            tally.add(&[], &written(2, true, 700), Some(&a), Some(&a)),
-            None
-        );
-        assert_eq!(tally.written(), 3);
+        assert_eq!(tally.add(&[], &written(2, true, 700), Some(&a)), None);
+        assert_eq!(tally.written, 3);
         assert!(tally.summary(None).ends_with(", 0 already written"));
     }
 }

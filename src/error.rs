@@ -1,0 +1,119 @@
+//! Why mabel stopped early, and the exit code each reason gets.
+//!
+//! One error type for the whole program, so that `main` alone turns a reason into an exit
+//! code and the one `error:` line on stderr, and a shell script can tell bad input (2) from a
+//! breath not written (1) from an audit that could not read (3).
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use bson::oid::ObjectId;
+
+use crate::spool;
+use crate::wording::describe;
+
+/// Why mabel stopped early.
+#[derive(Debug)]
+pub enum Error {
+    /// A flag, the URI or the environment is wrong: nothing was tried.
+    BadInput(String),
+    /// A breath could not be written: Mabel's record is not in the database.
+    CouldntWrite(Failure),
+    /// SIGINT and SIGTERM could not be taken over.
+    Signals(io::Error),
+    /// The spool cannot be used (locked, not a spool, damaged): nothing was tried.
+    BadSpool(spool::Error),
+    /// The spool could not take a breath or be written to: that breath is not kept.
+    Spool(spool::Error),
+    /// The audit found breaths lost or doubled.
+    Found(String),
+    /// The audit could not read the breaths: no member answered, or a read failed.
+    CouldntRead { namespace: String, error: String },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::CouldntWrite(_) | Error::Spool(_) | Error::Signals(_) | Error::Found(_) => 1,
+            Error::BadInput(_) | Error::BadSpool(_) => 2,
+            Error::CouldntRead { .. } => 3,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadInput(message) => write!(f, "{message}"),
+            Error::CouldntWrite(failure) => {
+                write!(f, "couldn't write breath {}: {failure}", failure.breath())
+            }
+            Error::BadSpool(error) | Error::Spool(error) => write!(f, "{error}"),
+            Error::Signals(error) => write!(f, "couldn't watch for SIGINT and SIGTERM: {error}"),
+            Error::Found(verdict) => write!(f, "the audit found {verdict}"),
+            Error::CouldntRead { namespace, error } => {
+                write!(f, "couldn't read {namespace}: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Why a breath is not in the database, as far as mabel can tell.
+#[derive(Debug)]
+pub enum Failure {
+    /// Every attempt failed with a transient error, or the deadline passed.
+    GaveUp {
+        breath: ObjectId,
+        waited: Duration,
+        /// The number of the last attempt, and its error; none only if no attempt was
+        /// allowed, which `--attempts` rules out.
+        last: Option<(u32, mongodb::error::Error)>,
+    },
+    /// An error that retrying cannot mend.
+    Refused {
+        breath: ObjectId,
+        attempt: u32,
+        reason: &'static str,
+        error: mongodb::error::Error,
+    },
+}
+
+impl Failure {
+    /// The breath that is not written: the one refused, or the oldest of those given up on.
+    pub fn breath(&self) -> ObjectId {
+        match self {
+            Failure::GaveUp { breath, .. } | Failure::Refused { breath, .. } => *breath,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::GaveUp { waited, last, .. } => {
+                let attempts = last.as_ref().map_or(0, |(attempt, _)| *attempt);
+                let waited = waited.as_secs_f64();
+                write!(f, "gave up after {attempts} attempts in {waited:.1} s")?;
+                match last {
+                    Some((_, error)) => write!(f, "; last error: {}", describe(error)),
+                    None => Ok(()),
+                }
+            }
+            Failure::Refused {
+                attempt,
+                reason,
+                error,
+                ..
+            } => write!(
+                f,
+                "{reason} (attempt {attempt}, not retried): {}",
+                describe(error)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
