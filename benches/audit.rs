@@ -34,7 +34,7 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(1_000_000),
     ];
-    let set = ReplicaSet::scripted();
+    let set = ReplicaSet::start();
     let mut seeded = 0;
     println!("mabel audit on the fake replica set, {PROCESSES} writing processes");
     for size in sizes {

@@ -23,6 +23,8 @@ use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mabel_sim::Timers;
+
 const BUSY_COUNTS: [u64; 3] = [1, 1_000, 10_000];
 const BUSY_INTERVAL: &str = "0.001";
 const BUSY_LIMIT: Duration = Duration::from_secs(120);
@@ -77,7 +79,7 @@ fn main() {
 // The child is reaped by `reap` (`wait4`), which `Child::wait` cannot do with a rusage.
 #[allow(clippy::zombie_processes)]
 fn busy(n: u64) -> Busy {
-    let set = common::fake_set();
+    let set = common::sim_set(Timers::mongod());
     let uri = common::plain_uri(&set, "");
     let started = Instant::now();
     let mut child = mabel::command()
@@ -144,7 +146,7 @@ fn idle_pair() -> Vec<Idle> {
 }
 
 fn idle(label: &'static str, extra: &str) -> Idle {
-    let set = common::fake_set();
+    let set = common::sim_set(Timers::mongod());
     let uri = common::plain_uri(&set, extra);
     let mut child = mabel::command()
         .args(["run", "--uri", &uri])

@@ -90,7 +90,7 @@ fn disk_cost(path: &std::path::Path) -> Duration {
 
 /// One run of the release binary; panics (ending the bench) if it did not write every breath.
 fn run(spool: Option<&std::path::Path>) -> Duration {
-    let set = ReplicaSet::scripted();
+    let set = ReplicaSet::start();
     let count = BREATHS.to_string();
     let mut args = vec!["run", "--interval", "0.001", "--count", &count];
     let spool = spool.map(|p| p.to_string_lossy().into_owned());

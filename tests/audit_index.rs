@@ -158,4 +158,6 @@ fn breathing_never_waits_for_the_index() {
     let outcome = mabel.finish(WATCHDOG);
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     assert_stored_exactly_once(&outcome, &target.breaths());
+    let (code, report) = target.audit();
+    assert_eq!(code, Some(0), "{report}");
 }

@@ -9,18 +9,46 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mabel_sim::{ReplicaSet, Timers};
+use std::time::Instant;
 
-/// A fake replica set with a set name no other fake on the machine has: other fakes (other
-/// lanes, tests running beside the benchmark) may take the port of a member the benchmark
-/// kills, and a driver would follow a primary there that answered with the same name.
-pub fn fake_set() -> ReplicaSet {
+use mabel_sim::{Kind, Phase, ReplicaSet, Role, Timers};
+
+/// A simulated set on `timers`, with a set name no other set on the machine has: other sets
+/// (other lanes, tests running beside the benchmark) may take the port of a member the
+/// benchmark kills, and a driver would follow a primary there that answered with the same
+/// name.
+pub fn sim_set(timers: Timers) -> ReplicaSet {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    ReplicaSet::start_named(
-        &format!("bench-{}-{n}", std::process::id()),
-        Timers::scripted(),
-    )
+    ReplicaSet::start_named(&format!("bench-{}-{n}", std::process::id()), timers)
+}
+
+/// The first moment after `since` at which a member began to take writes as primary, as the
+/// set's events tell; waits for it until `deadline`.
+pub fn next_writable_primary(
+    set: &ReplicaSet,
+    since: Instant,
+    deadline: Instant,
+) -> Option<Instant> {
+    loop {
+        let writable = set.events().into_iter().find(|e| {
+            e.at >= since
+                && matches!(
+                    e.kind,
+                    Kind::Role {
+                        role: Role::Primary(Phase::Writable),
+                        ..
+                    }
+                )
+        });
+        if let Some(event) = writable {
+            return Some(event.at);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// The set's three members and its name, then `extra` (`&option=value...`): no other option,

@@ -18,8 +18,9 @@ use mabel_sim::ReplicaSet;
 
 pub const DB: &str = "mabel";
 pub const COLL: &str = "breaths";
-/// Between breaths, for every writer.
-const INTERVAL: Duration = Duration::from_millis(100);
+/// Between breaths, for every writer: short, so that the wait for the next breath is a small
+/// part of the overhead.
+const INTERVAL: Duration = Duration::from_millis(20);
 /// The seed's loop: sixty tries, five seconds apart.
 const SEED_TRIES: u32 = 60;
 const SEED_SLEEP: Duration = Duration::from_secs(5);

@@ -51,8 +51,13 @@ pub fn command() -> Command {
 
 /// `mabel audit --json` on the breaths at `uri`: its exit code and its report.
 pub fn audit(uri: &str) -> (Option<i32>, serde_json::Value) {
+    audit_in(uri, "mabel")
+}
+
+/// The same, on the breaths of database `db`.
+pub fn audit_in(uri: &str, db: &str) -> (Option<i32>, serde_json::Value) {
     let output = command()
-        .args(["audit", "--json", "--uri", uri])
+        .args(["audit", "--json", "--uri", uri, "--db", db])
         .output()
         .expect("mabel audit runs");
     let stdout = String::from_utf8_lossy(&output.stdout);

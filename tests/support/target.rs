@@ -77,6 +77,11 @@ impl Target {
         Mabel::start(&self.uri(), &args)
     }
 
+    /// `mabel audit --json` on `<db>.breaths`: its exit code and its report.
+    pub fn audit(&self) -> (Option<i32>, serde_json::Value) {
+        super::mabel::audit_in(&self.uri(), self.db())
+    }
+
     /// The documents of `<db>.breaths`.
     pub fn breaths(&self) -> Vec<Document> {
         self.documents(self.db(), "breaths")
