@@ -138,7 +138,9 @@ impl State {
                 // Its config is loaded: it starts heartbeats.
                 self.restart_heartbeats(member, at);
             }
-            Role::Startup2 | Role::Rollback => self.set_role(member, Role::Recovering, at),
+            Role::Startup2 => self.set_role(member, Role::Recovering, at),
+            // `RollbackImpl::_transitionFromRollbackToSecondary`.
+            Role::Rollback => self.set_role(member, Role::Secondary, at),
             Role::Recovering => self.set_role(member, Role::Secondary, at),
             Role::Primary(Phase::CatchUp) => self.catch_up(member, at),
             Role::Primary(Phase::Drain) => self.finish_drain(member, at),

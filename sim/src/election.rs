@@ -88,15 +88,19 @@ impl State {
             && self.seen_up(member) >= MAJORITY
     }
 
-    /// The members that would vote for `candidate` in `term`: those it reaches now, of an
-    /// older term, that have not voted in `term`, whose newest entry is no newer than its own.
+    /// The members that would vote for `candidate` in `term`: those it reaches now, with
+    /// their config loaded, of an older term, that have not voted in `term`, whose newest
+    /// entry is no newer than its own.
     fn voters(&self, candidate: usize, term: i64) -> Vec<usize> {
         let mine = self.members[candidate].replica.last();
         (0..self.members.len())
             .filter(|&v| v != candidate && self.linked(candidate, v))
             .filter(|&v| {
                 let voter = &self.members[v];
-                voter.term < term && voter.voted_in < term && voter.replica.last() <= mine
+                voter.role != Role::Startup
+                    && voter.term < term
+                    && voter.voted_in < term
+                    && voter.replica.last() <= mine
             })
             .collect()
     }
@@ -172,11 +176,17 @@ impl State {
         self.start_drain(member, now);
     }
 
-    /// Drain: the "new primary" no-op is written, so that the new term can commit.
+    /// Drain: the "new primary" no-op is written, so that the new term can commit. Catch-up
+    /// and drain are one mode of the server's (`kLeaderElect`): `topologyVersion` moved when
+    /// the member became PRIMARY, and does not move again until drain ends.
     fn start_drain(&mut self, member: usize, now: Instant) {
         let term = self.members[member].term;
         self.log(member, term, Op::Noop);
-        self.set_role(member, Role::Primary(Phase::Drain), now);
+        let m = &mut self.members[member];
+        m.role = Role::Primary(Phase::Drain);
+        m.role_since = now;
+        let drain = Role::Primary(Phase::Drain);
+        self.events.push(Event::role(member, drain, term));
     }
 
     /// Drain ends: the config term is bumped by a reconfig, and the primary takes writes.

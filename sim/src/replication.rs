@@ -16,8 +16,8 @@
 //! `j: true` changes nothing and lastDurable is lastApplied.
 //!
 //! A member that finds its history diverged enters ROLLBACK: its data is rolled back at once
-//! (what it drops is kept for tests) and it copies nothing until its rollback and recovery
-//! are over (`clock`).
+//! (what it drops is kept for tests) and it copies nothing until its rollback is over
+//! (`clock`).
 //!
 //! `replicate` runs on the set's clock and before every command and control, and does what
 //! the elapsed time allows.

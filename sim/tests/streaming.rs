@@ -148,3 +148,21 @@ fn an_exhaust_hello_streams_and_a_step_down_is_answered_at_once() {
     assert!(counter(&version(&changed)) > counter(&current));
     assert_eq!(changed.body.get_bool("isWritablePrimary"), Ok(false));
 }
+
+/// `jstests/replsets/awaitable_hello_stepdown_stepup.js`: stepping up moves the counter three
+/// times (PRIMARY in drain, the config-term reconfig, writable), stepping down twice (writes
+/// stop, SECONDARY).
+#[test]
+fn step_up_moves_the_counter_by_three_and_step_down_by_two() {
+    let set = ReplicaSet::scripted();
+    let counter = || {
+        let mut stream = connect(&set, 1);
+        send(&mut stream, 1, 0, &doc! { "hello": 1, "$db": "admin" });
+        version(&receive(&mut stream)).get_i64("counter").unwrap()
+    };
+    let before = counter();
+    set.elect(1);
+    assert_eq!(counter(), before + 3);
+    set.step_down();
+    assert_eq!(counter(), before + 5);
+}
