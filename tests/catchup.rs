@@ -17,7 +17,7 @@ use bson::{doc, Document};
 use crate::support::mabel::{assert_stored_exactly_once, Confirmed, Mabel, Outcome};
 use crate::support::spool_file::{self, waiting_in, Scratch, Spooled};
 use crate::support::target::{FailPoint, Mode, Target};
-use mabel_sim::ReplicaSet;
+use mabel_sim::{ReplicaSet, Role};
 
 const DB: &str = "mabel";
 const COLL: &str = "breaths";
@@ -257,6 +257,10 @@ fn killed_mid_backlog_with_a_batch_in_limbo_then_restarted_nothing_lost_or_doubl
 
     for member in 0..3 {
         set.revive(member);
+    }
+    // Members vote once they have recovered.
+    for member in 0..3 {
+        set.wait_for_role(member, Role::Secondary, WATCHDOG);
     }
     set.elect(1);
     set.set_write_latency(Duration::ZERO);

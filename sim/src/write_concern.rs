@@ -112,6 +112,12 @@ pub fn wait<'a>(
             return (state, Err(Unmet::Error(error)));
         }
     }
+    // `w: 1` waits for no other member, so nothing the set does afterwards can fail it
+    // (`_awaitReplication_inlock` fails a waiter with PrimarySteppedDown only when it needs
+    // other members).
+    if matches!(concern.w, W::Members(n) if n <= 1) {
+        return (state, Ok(()));
+    }
     let oplog = &state.replica(member).oplog;
     let target = oplog.len().checked_sub(1).map(|i| (i, oplog[i].optime));
     let deadline = concern.wtimeout.map(|t| Instant::now() + t);

@@ -306,8 +306,13 @@ fn step_down_then_delayed_election() {
     );
     assert_eq!(set.primary(), Some(2));
     assert_eq!(set.documents(DB, COLL).len(), 2);
-    // Refused by the stepped-down member, then applied by the new primary.
-    assert_eq!(set.insert_count(), 3);
+    // Applied by the new primary, after one refusal by the stepped-down member if the driver
+    // sent it there before it heard of the step-down (it streams, so it often has heard).
+    assert!(
+        [2, 3].contains(&set.insert_count()),
+        "{}",
+        set.insert_count()
+    );
 }
 
 #[test]
