@@ -16,6 +16,7 @@ mod failover_report;
 mod graceful_stop;
 mod lag;
 mod lost_reply;
+mod overload;
 mod partition;
 mod randomized_failover;
 mod refused_writes;
