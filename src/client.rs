@@ -41,18 +41,32 @@ use mongodb::options::{
 use mongodb::sync::{Client, Collection, Database};
 
 use crate::config::{AuditSettings, Settings, WaitFor};
+use crate::wording;
 
 const HEARTBEAT: Duration = Duration::from_millis(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const AUDIT_WAIT: Duration = Duration::from_secs(5);
 
-/// The URI could not be turned into a client.
+/// The URI could not be turned into a client: where it came from (`--uri`,
+/// `MONGODB_URI`), and why.
 #[derive(Debug)]
-pub struct BadUri(mongodb::error::Error);
+pub struct BadUri {
+    from: &'static str,
+    problem: String,
+}
+
+impl BadUri {
+    fn new(from: &'static str) -> impl FnOnce(mongodb::error::Error) -> BadUri {
+        move |error| BadUri {
+            from,
+            problem: wording::describe(&error),
+        }
+    }
+}
 
 impl fmt::Display for BadUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "--uri: {}", self.0.kind)
+        write!(f, "{}: {}", self.from, wording::cut(&self.problem))
     }
 }
 
@@ -88,7 +102,7 @@ pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastPrimary
             }
         }
     }));
-    let client = Client::with_options(options).map_err(BadUri)?;
+    let client = Client::with_options(options).map_err(BadUri::new(settings.uri_from))?;
     let breaths = client
         .database(&settings.db)
         .collection(&settings.collection);
@@ -98,14 +112,14 @@ pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastPrimary
 /// The database `mabel audit` reads.
 pub fn audited(settings: &AuditSettings) -> Result<Database, BadUri> {
     let options = audit_options(settings)?;
-    let client = Client::with_options(options).map_err(BadUri)?;
+    let client = Client::with_options(options).map_err(BadUri::new(settings.uri_from))?;
     Ok(client.database(&settings.db))
 }
 
 /// What every client of mabel's has: its name in the server's logs, and the heartbeat and
 /// connect timeout that bound a hung member.
-fn options(uri: &str) -> Result<ClientOptions, BadUri> {
-    let mut options = ClientOptions::parse(uri).run().map_err(BadUri)?;
+fn options(uri: &str, from: &'static str) -> Result<ClientOptions, BadUri> {
+    let mut options = ClientOptions::parse(uri).run().map_err(BadUri::new(from))?;
     options.app_name.get_or_insert_with(|| "mabel".to_string());
     options.heartbeat_freq.get_or_insert(HEARTBEAT);
     options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
@@ -113,7 +127,16 @@ fn options(uri: &str) -> Result<ClientOptions, BadUri> {
 }
 
 fn run_options(settings: &Settings) -> Result<ClientOptions, BadUri> {
-    let mut options = options(&settings.uri)?;
+    let mut options = options(&settings.uri, settings.uri_from)?;
+    let from_uri = options.write_concern.as_ref().and_then(|wc| wc.w.as_ref());
+    if from_uri == Some(&Acknowledgment::Nodes(0)) && settings.write_concern.is_none() {
+        return Err(BadUri {
+            from: settings.uri_from,
+            problem: "w=0 asks for no acknowledgement, so no breath could be confirmed; leave \
+                      w out (mabel waits for a majority) or give a number of members"
+                .to_string(),
+        });
+    }
     options.server_selection_timeout = Some(settings.retry_wait);
     options.write_concern = Some(write_concern(
         options.write_concern.take(),
@@ -123,7 +146,7 @@ fn run_options(settings: &Settings) -> Result<ClientOptions, BadUri> {
 }
 
 fn audit_options(settings: &AuditSettings) -> Result<ClientOptions, BadUri> {
-    let mut options = options(&settings.uri)?;
+    let mut options = options(&settings.uri, settings.uri_from)?;
     options.server_selection_timeout.get_or_insert(AUDIT_WAIT);
     options
         .read_concern
@@ -234,5 +257,17 @@ mod tests {
     fn a_malformed_uri_is_refused_with_the_flag_named() {
         let err = options_for(&["--uri", "mongo://nowhere"]).unwrap_err();
         assert!(err.starts_with("--uri: "), "{err}");
+    }
+
+    #[test]
+    fn w_0_is_refused_unless_the_flag_overrides_it() {
+        let err = options_for(&["--uri", "mongodb://a:1/?w=0"]).unwrap_err();
+        assert!(
+            err.starts_with("--uri: w=0 asks for no acknowledgement"),
+            "{err}"
+        );
+        let options = options_for(&["--uri", "mongodb://a:1/?w=0", "--write-concern", "1"]);
+        let wc = options.unwrap().write_concern.unwrap();
+        assert_eq!(wc.w, Some(Acknowledgment::Nodes(1)));
     }
 }

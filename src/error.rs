@@ -11,7 +11,7 @@ use std::time::Duration;
 use bson::oid::ObjectId;
 
 use crate::spool;
-use crate::wording::describe;
+use crate::wording::{count, describe};
 
 /// Why mabel stopped early.
 #[derive(Debug)]
@@ -96,7 +96,8 @@ impl fmt::Display for Failure {
             Failure::GaveUp { waited, last, .. } => {
                 let attempts = last.as_ref().map_or(0, |(attempt, _)| *attempt);
                 let waited = waited.as_secs_f64();
-                write!(f, "gave up after {attempts} attempts in {waited:.1} s")?;
+                let attempts = count(attempts, "attempt");
+                write!(f, "gave up after {attempts} in {waited:.1} s")?;
                 match last {
                     Some((_, error)) => write!(f, "; last error: {}", describe(error)),
                     None => Ok(()),

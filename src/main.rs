@@ -13,6 +13,7 @@ mod cli;
 mod client;
 mod config;
 mod error;
+mod input;
 mod retry;
 mod spool;
 mod stop;
@@ -42,8 +43,8 @@ use stop::Stop;
 use tally::{Tally, Written};
 
 fn main() -> ExitCode {
-    init_logging();
-    match try_main() {
+    let logging = input::environment("RUST_LOG").map(|_| init_logging());
+    match logging.and_then(|()| try_main()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -53,18 +54,19 @@ fn main() -> ExitCode {
 }
 
 fn try_main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().collect();
+    let args = input::arguments()?;
     let Some(command) = parse(&args)? else {
         return Ok(());
     };
+    let env_uri = input::environment("MONGODB_URI")?;
     match command {
         cli::Command::Run(args) => {
-            let settings = Settings::from_args(args, std::env::var("MONGODB_URI").ok())
-                .map_err(|e| Error::BadInput(e.to_string()))?;
+            let settings =
+                Settings::from_args(args, env_uri).map_err(|e| Error::BadInput(e.to_string()))?;
             run(&settings)
         }
         cli::Command::Audit(args) => {
-            let settings = AuditSettings::from_args(args, std::env::var("MONGODB_URI").ok())
+            let settings = AuditSettings::from_args(args, env_uri)
                 .map_err(|e| Error::BadInput(e.to_string()))?;
             audit(&settings)
         }
@@ -308,17 +310,38 @@ fn print_written(breath: &Breath, attempts: u32, already_written: bool) {
     );
 }
 
-/// Parses the command line. `--help` prints its text and asks for nothing more: `None`.
+/// Parses the command line. `--help` (or `-h`) and `--version` print their text and ask for
+/// nothing more: `None`.
 fn parse(args: &[String]) -> Result<Option<cli::Command>, Error> {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (name, rest) = strs.split_first().unwrap_or((&"mabel", &[]));
-    match <cli::Mabel as argh::FromArgs>::from_args(&[name], rest) {
+    if rest == ["--version"] {
+        println!("mabel {}", env!("CARGO_PKG_VERSION"));
+        return Ok(None);
+    }
+    let parsed = <cli::Mabel as argh::FromArgs>::from_args(&[name], rest);
+    // argh knows `--help` only; `-h` is asked for again as `--help` where argh found no value
+    // that takes it.
+    let parsed = match parsed {
+        Err(exit) if exit.status.is_err() && rest.contains(&"-h") => {
+            let helped: Vec<&str> = rest
+                .iter()
+                .map(|&arg| if arg == "-h" { "--help" } else { arg })
+                .collect();
+            <cli::Mabel as argh::FromArgs>::from_args(&[name], &helped)
+        }
+        parsed => parsed,
+    };
+    match parsed {
         Ok(mabel) => Ok(Some(mabel.command)),
         Err(exit) if exit.status.is_ok() => {
             print!("{}", exit.output);
             Ok(None)
         }
-        Err(exit) => Err(Error::BadInput(exit.output.trim().replace('\n', " "))),
+        Err(exit) => {
+            let message = exit.output.trim().replace('\n', " ");
+            Err(Error::BadInput(wording::cut(&message)))
+        }
     }
 }
 

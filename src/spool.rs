@@ -61,6 +61,7 @@ use bson::oid::ObjectId;
 use log::warn;
 
 use crate::breath::Breath;
+use crate::wording::count;
 
 const MAGIC: &[u8; 8] = b"MABELSP1";
 const HEADER: u64 = MAGIC.len() as u64;
@@ -169,9 +170,11 @@ impl fmt::Display for Error {
                 breath,
             } => write!(
                 f,
-                "spool {} is full: {waiting} breaths wait in it and --spool-max-bytes is \
-                 {max}; breath {} time {} oxygen {} could not be kept",
+                "spool {} is full: {} {} in it and --spool-max-bytes is {max}; breath {} \
+                 time {} oxygen {} could not be kept",
                 path.display(),
+                count(*waiting as u64, "breath"),
+                if *waiting == 1 { "waits" } else { "wait" },
                 breath.id,
                 breath.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
                 breath.oxygen
@@ -215,9 +218,10 @@ impl Spool {
             .collect();
         if !waiting.is_empty() {
             warn!(
-                "spool {}: {} breaths left by an earlier run are written first, oldest first",
+                "spool {}: {} left by an earlier run {} written first, oldest first",
                 path.display(),
-                waiting.len()
+                count(waiting.len() as u64, "breath"),
+                if waiting.len() == 1 { "is" } else { "are" },
             );
         }
         let mut spool = Spool {

@@ -31,6 +31,7 @@ use super::{Pending, Spool};
 use crate::breath::Breath;
 use crate::error::{Error, Failure};
 use crate::tally::Tally;
+use crate::wording::count;
 use crate::Writer;
 
 /// A spool, and the thread that writes its oldest breaths.
@@ -118,10 +119,12 @@ impl Drain {
         if let Some(error) = held.failed.take() {
             return Err(error);
         }
-        if held.spool.waiting() > 0 {
+        let waiting = held.spool.waiting();
+        if waiting > 0 {
             warn!(
-                "{} breaths wait in spool {}; the next run on it writes them first",
-                held.spool.waiting(),
+                "{} {} in spool {}; the next run on it writes them first",
+                count(waiting as u64, "breath"),
+                if waiting == 1 { "waits" } else { "wait" },
                 held.spool.path().display()
             );
         }
@@ -172,8 +175,8 @@ fn write_oldest_first(handoff: &Handoff, writer: &mut Writer, most: usize) -> Re
         match result {
             Ok(()) => {}
             Err(failure @ Failure::GaveUp { .. }) => warn!(
-                "Waiting: {waiting} breaths in the spool; breath {} (the oldest): {failure}; \
-                 trying it again",
+                "Waiting: {} in the spool; breath {} (the oldest): {failure}; trying it again",
+                count(waiting as u64, "breath"),
                 failure.breath()
             ),
             Err(failure) => return Err(Error::CouldntWrite(failure)),
@@ -200,11 +203,13 @@ impl CatchingUp {
         if waiting <= 1 {
             if self.said.is_some() {
                 let took = now.duration_since(since).as_secs_f64();
-                warn!("caught up: {so_far} breaths written in {took:.1} s");
+                let so_far = count(so_far as u64, "breath");
+                warn!("caught up: {so_far} written in {took:.1} s");
             }
             *self = CatchingUp::default();
         } else if now.duration_since(self.said.unwrap_or(since)) >= Duration::from_secs(1) {
-            warn!("catching up: {so_far} breaths written, {waiting} left");
+            let so_far = count(so_far as u64, "breath");
+            warn!("catching up: {so_far} written, {waiting} left");
             self.said = Some(now);
         }
     }
