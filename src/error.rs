@@ -2,7 +2,8 @@
 //!
 //! One error type for the whole program, so that `main` alone turns a reason into an exit
 //! code and the one `error:` line on stderr, and a shell script can tell bad input (2) from a
-//! breath not written (1) from an audit that could not read (3).
+//! breath not written (1) from an audit that could not read (3) from a stdout that could not
+//! be written (4).
 
 use std::fmt;
 use std::io;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use bson::oid::ObjectId;
 
+use crate::breath::Breath;
 use crate::spool;
 use crate::wording::{count, describe};
 
@@ -30,6 +32,14 @@ pub enum Error {
     Found(String),
     /// The audit could not read the breaths: no member answered, or a read failed.
     CouldntRead { namespace: String, error: String },
+    /// Stdout could not be written: a report or a help text is cut short.
+    Print(io::Error),
+    /// A `wrote` line, or the summary, could not be written: mabel stopped, and `last` is
+    /// the last breath it wrote, if any.
+    PrintBreath {
+        error: io::Error,
+        last: Option<Breath>,
+    },
 }
 
 impl Error {
@@ -38,6 +48,7 @@ impl Error {
             Error::CouldntWrite(_) | Error::Spool(_) | Error::Signals(_) | Error::Found(_) => 1,
             Error::BadInput(_) | Error::BadSpool(_) => 2,
             Error::CouldntRead { .. } => 3,
+            Error::Print(_) | Error::PrintBreath { .. } => 4,
         }
     }
 }
@@ -54,6 +65,16 @@ impl fmt::Display for Error {
             Error::Found(verdict) => write!(f, "the audit found {verdict}"),
             Error::CouldntRead { namespace, error } => {
                 write!(f, "couldn't read {namespace}: {error}")
+            }
+            Error::Print(error) => write!(f, "couldn't print to stdout: {error}"),
+            Error::PrintBreath { error, last } => {
+                write!(f, "couldn't print to stdout: {error}; mabel stopped")?;
+                match last {
+                    Some(breath) => {
+                        write!(f, ", and the last breath it wrote is {}", breath.named())
+                    }
+                    None => write!(f, " before writing any breath"),
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ mod client;
 mod config;
 mod error;
 mod input;
+mod output;
 mod retry;
 mod spool;
 mod stop;
@@ -22,7 +23,7 @@ mod tally;
 mod test_errors;
 mod wording;
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
     match logging.and_then(|()| try_main()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            output::error_line(format!("error: {error}"));
             ExitCode::from(error.exit_code())
         }
     }
@@ -80,10 +81,11 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
         namespace: format!("{}.{}", settings.db, settings.collection),
         error: wording::describe_read(&e),
     })?;
-    match settings.json {
-        true => println!("{}", report.json()),
-        false => print!("{}", report.human()),
-    }
+    let printed = match settings.json {
+        true => output::line(report.json()),
+        false => output::text(&report.human()),
+    };
+    printed.map_err(Error::Print)?;
     match report.is_clean() {
         true => Ok(()),
         false => Err(Error::Found(report.verdict())),
@@ -106,6 +108,8 @@ fn run(settings: &Settings) -> Result<(), Error> {
         policy,
         stop: stop.clone(),
         tally: Tally::default(),
+        last: None,
+        stdout: None,
     };
     // Opened before anything is written: a spool in use or damaged stops mabel first.
     let spool = match &settings.spool {
@@ -138,12 +142,11 @@ fn run(settings: &Settings) -> Result<(), Error> {
         }
         measured += 1;
     };
-    let tally = match breaths_to {
-        Destination::Writer(writer) => writer.tally,
+    let writer = match breaths_to {
+        Destination::Writer(writer) => writer,
         Destination::Spool(spool) => spool.finish(stopped_by)?,
     };
-    println!("{}", tally.summary(stopped_by));
-    Ok(())
+    writer.conclude(stopped_by)
 }
 
 /// Where each breath measured goes.
@@ -154,13 +157,17 @@ enum Destination {
     Spool(Drain),
 }
 
-/// Writes breaths and keeps the tally of the run.
+/// Writes breaths, says so on stdout, and keeps the tally of the run.
 struct Writer {
     breaths: Collection<Document>,
     primary: LastPrimary,
     policy: Policy,
     stop: Stop,
     tally: Tally,
+    /// The last breath written, which a stdout that fails is told of.
+    last: Option<Breath>,
+    /// The first failure to print a line: nothing more is printed, and mabel stops.
+    stdout: Option<io::Error>,
 }
 
 impl Writer {
@@ -273,7 +280,10 @@ impl Writer {
         started: Instant,
     ) -> Vec<ObjectId> {
         for (breath, proof) in wrote {
-            print_written(breath, attempt, *proof == Proof::AlreadyWritten);
+            self.say(wrote_line(breath, attempt, *proof == Proof::AlreadyWritten));
+        }
+        if let Some((breath, _)) = wrote.last() {
+            self.last = Some(breath.clone());
         }
         let primary = self.primary.get();
         for proof in [Proof::Inserted, Proof::AlreadyWritten] {
@@ -288,16 +298,48 @@ impl Writer {
                 waited: started.elapsed(),
             };
             if let Some(incident) = self.tally.add(&ids, &written, primary.as_ref()) {
-                println!("{incident}");
+                self.say(incident);
             }
         }
         wrote.iter().map(|(breath, _)| breath.id).collect()
     }
+
+    /// Prints a line on stdout, unless a line has failed already. The first that fails stops
+    /// mabel as a first signal does: the breath in flight is finished, and `conclude` names
+    /// the last breath written.
+    fn say(&mut self, line: impl std::fmt::Display) {
+        if self.stdout.is_some() {
+            return;
+        }
+        if let Err(error) = output::line(line) {
+            self.stdout = Some(error);
+            self.stop.stdout_failed();
+        }
+    }
+
+    /// Whether stdout has failed, so that no more breaths should be written.
+    fn stdout_failed(&self) -> bool {
+        self.stdout.is_some()
+    }
+
+    /// Ends the run with its summary, `stopped_by` a signal or not; or, if stdout failed, with
+    /// the error that names the last breath written.
+    fn conclude(mut self, stopped_by: Option<&str>) -> Result<(), Error> {
+        let summary = self.tally.summary(stopped_by);
+        self.say(summary);
+        match self.stdout {
+            None => Ok(()),
+            Some(error) => Err(Error::PrintBreath {
+                error,
+                last: self.last,
+            }),
+        }
+    }
 }
 
 /// The `wrote` line: what a person, and the tests, read as "this breath is in the database".
-fn print_written(breath: &Breath, attempts: u32, already_written: bool) {
-    println!(
+fn wrote_line(breath: &Breath, attempts: u32, already_written: bool) -> String {
+    format!(
         "wrote {} time {} oxygen {:.4} attempts {attempts}{}",
         breath.id,
         breath.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
@@ -307,7 +349,7 @@ fn print_written(breath: &Breath, attempts: u32, already_written: bool) {
         } else {
             ""
         },
-    );
+    )
 }
 
 /// Parses the command line. `--help` (or `-h`) and `--version` print their text and ask for
@@ -316,7 +358,8 @@ fn parse(args: &[String]) -> Result<Option<cli::Command>, Error> {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (name, rest) = strs.split_first().unwrap_or((&"mabel", &[]));
     if rest == ["--version"] {
-        println!("mabel {}", env!("CARGO_PKG_VERSION"));
+        let version = format!("mabel {}", env!("CARGO_PKG_VERSION"));
+        output::line(version).map_err(Error::Print)?;
         return Ok(None);
     }
     let parsed = <cli::Mabel as argh::FromArgs>::from_args(&[name], rest);
@@ -335,7 +378,7 @@ fn parse(args: &[String]) -> Result<Option<cli::Command>, Error> {
     match parsed {
         Ok(mabel) => Ok(Some(mabel.command)),
         Err(exit) if exit.status.is_ok() => {
-            print!("{}", exit.output);
+            output::text(&exit.output).map_err(Error::Print)?;
             Ok(None)
         }
         Err(exit) => {

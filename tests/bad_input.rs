@@ -183,3 +183,25 @@ fn version_prints_the_version() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(stdout, format!("mabel {}\n", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn a_stdout_or_stderr_that_cannot_be_written_is_no_panic() {
+    let full = || std::fs::File::create("/dev/full").expect("/dev/full");
+    let help = Command::new(env!("CARGO_BIN_EXE_mabel"))
+        .arg("--help")
+        .stdout(full())
+        .output()
+        .expect("the mabel binary runs");
+    assert_eq!(help.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&help.stderr);
+    assert_eq!(
+        stderr,
+        "error: couldn't print to stdout: No space left on device (os error 28)\n"
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_mabel"))
+        .args(["run", "--interval", "0"])
+        .stderr(full())
+        .output()
+        .expect("the mabel binary runs");
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+}

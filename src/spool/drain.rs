@@ -18,7 +18,8 @@
 //! state a batch is the one breath just measured.
 //!
 //! A first SIGINT or SIGTERM stops the measuring; the writer finishes the batch in flight, as
-//! without a spool, and leaves the others waiting in the spool for the next run.
+//! without a spool, and leaves the others waiting in the spool for the next run. So does a
+//! `wrote` line that cannot be written: the writer marks the batch it wrote, and ends.
 
 use std::panic;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -30,14 +31,13 @@ use log::warn;
 use super::{Pending, Spool};
 use crate::breath::Breath;
 use crate::error::{Error, Failure};
-use crate::tally::Tally;
 use crate::wording::count;
 use crate::Writer;
 
 /// A spool, and the thread that writes its oldest breaths.
 pub struct Drain {
     handoff: Arc<Handoff>,
-    writer: JoinHandle<Tally>,
+    writer: JoinHandle<Writer>,
 }
 
 /// What the writer does once the spool is empty.
@@ -85,7 +85,7 @@ impl Drain {
                 if let Err(error) = write_oldest_first(&handoff, &mut writer, batch) {
                     handoff.lock().failed = Some(error);
                 }
-                writer.tally
+                writer
             })
         };
         Drain { handoff, writer }
@@ -104,14 +104,14 @@ impl Drain {
     }
 
     /// Stops the writer once every breath is written, or, after the signal `stopped_by`, once
-    /// the batch in hand is, and hands back its tally.
-    pub fn finish(self, stopped_by: Option<&str>) -> Result<Tally, Error> {
+    /// the batch in hand is, and hands the writer back.
+    pub fn finish(self, stopped_by: Option<&str>) -> Result<Writer, Error> {
         self.handoff.lock().phase = match stopped_by {
             Some(_) => Phase::Stopping,
             None => Phase::Draining,
         };
         self.handoff.changed.notify_one();
-        let tally = self
+        let writer = self
             .writer
             .join()
             .unwrap_or_else(|panic| panic::resume_unwind(panic));
@@ -128,7 +128,7 @@ impl Drain {
                 held.spool.path().display()
             );
         }
-        Ok(tally)
+        Ok(writer)
     }
 }
 
@@ -172,6 +172,9 @@ fn write_oldest_first(handoff: &Handoff, writer: &mut Writer, most: usize) -> Re
             held.spool.waiting()
         };
         catching_up.wrote(written.len(), waiting);
+        if writer.stdout_failed() {
+            return Ok(());
+        }
         match result {
             Ok(()) => {}
             Err(failure @ Failure::GaveUp { .. }) => warn!(

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
@@ -17,6 +18,16 @@ pub struct Mabel {
     lines: Receiver<String>,
     stdout: Vec<String>,
     stderr: Option<JoinHandle<String>>,
+}
+
+/// What becomes of mabel's stdout.
+pub enum Stdout {
+    /// The test reads every line.
+    Read,
+    /// The test reads this many lines, then closes the pipe, as `mabel run | head -2` does.
+    ClosedAfter(usize),
+    /// Elsewhere, such as `/dev/full`.
+    To(Stdio),
 }
 
 /// How a `mabel` process ended.
@@ -64,23 +75,45 @@ impl Mabel {
     /// Starts `mabel <args>` with `--uri uri`; `MONGODB_URI` and `RUST_LOG` are cleared so the
     /// test alone decides.
     pub fn start(uri: &str, args: &[&str]) -> Mabel {
-        let mut child = command()
-            .args(args)
-            .args(["--uri", uri])
-            .stdout(Stdio::piped())
+        let mut command = command();
+        command.args(args).args(["--uri", uri]);
+        Mabel::spawn(command)
+    }
+
+    /// Starts `command` (mabel, or mabel under another program) with its stdout and stderr
+    /// read by the test.
+    pub fn spawn(command: Command) -> Mabel {
+        Mabel::spawn_to(command, Stdout::Read)
+    }
+
+    /// The same, with stdout read only so far, or going elsewhere.
+    pub fn spawn_to(mut command: Command, stdout: Stdout) -> Mabel {
+        // A group of its own, so that `kill` takes mabel with it when it runs under strace,
+        // which does not kill its tracee when it is killed.
+        command.process_group(0);
+        let (into, most) = match stdout {
+            Stdout::Read => (Stdio::piped(), Some(usize::MAX)),
+            Stdout::ClosedAfter(n) => (Stdio::piped(), Some(n)),
+            Stdout::To(stdio) => (stdio, None),
+        };
+        let mut child = command
+            .stdout(into)
             .stderr(Stdio::piped())
             .spawn()
             .expect("the mabel binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let (send, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
+        if let (Some(stdout), Some(most)) = (child.stdout.take(), most) {
+            // Reads `most` lines, then lets the pipe go, as `head` does.
+            thread::spawn(move || {
+                let lines = BufReader::new(stdout).lines().map_while(Result::ok);
+                for line in lines.take(most) {
+                    if send.send(line).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
         let stderr = thread::spawn(move || {
             let mut text = String::new();
             let _ = stderr.read_to_string(&mut text);
@@ -92,6 +125,15 @@ impl Mabel {
             stdout: Vec::new(),
             stderr: Some(stderr),
         }
+    }
+
+    /// Kills mabel's process group: mabel, and whatever it runs under.
+    fn kill_group(&self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
     }
 
     /// Waits until mabel has confirmed `n` breaths in all; panics after `limit`.
@@ -151,6 +193,7 @@ impl Mabel {
     }
 
     pub fn kill(&mut self) -> Outcome {
+        self.kill_group();
         let _ = self.child.kill();
         let status = self.child.wait().expect("wait on mabel");
         self.outcome(status.code())
@@ -178,6 +221,9 @@ impl std::fmt::Debug for Mabel {
 
 impl Drop for Mabel {
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill_group();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
