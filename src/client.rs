@@ -12,6 +12,9 @@
 //!
 //! A URI that sets `heartbeatFrequencyMS`, `connectTimeoutMS` or `w` keeps its own value.
 //!
+//! The client's events also tell `contact` whether any member has answered yet: a monitor's
+//! heartbeat that succeeded or failed (and why), and an insert about to be sent.
+//!
 //! The client also remembers which member answered the last insert: that is the primary as
 //! the write itself found it, which the failover report needs. It is taken from the driver's
 //! command events, which the driver hands to the callback before the insert returns; its
@@ -33,6 +36,7 @@ use std::time::Duration;
 
 use bson::Document;
 use mongodb::event::command::CommandEvent;
+use mongodb::event::sdam::SdamEvent;
 use mongodb::event::EventHandler;
 use mongodb::options::{
     Acknowledgment, ClientOptions, ReadConcern, ReadPreference, SelectionCriteria, ServerAddress,
@@ -41,6 +45,7 @@ use mongodb::options::{
 use mongodb::sync::{Client, Collection, Database};
 
 use crate::config::{AuditSettings, Settings, WaitFor};
+use crate::contact::Contact;
 use crate::wording;
 
 const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -89,24 +94,48 @@ impl LastPrimary {
     }
 }
 
-/// The collection breaths go to, on a client tuned for riding out failovers, and where its
-/// last insert went.
-pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastPrimary), BadUri> {
+/// Where breaths go, on a client tuned for riding out failovers: the collection and its
+/// database, the member that took the last insert, and what the set has said so far.
+pub struct Breaths {
+    pub collection: Collection<Document>,
+    pub db: Database,
+    pub primary: LastPrimary,
+    pub contact: Contact,
+    /// The hosts the URI names, or its `mongodb+srv` name resolved to.
+    pub hosts: Vec<String>,
+}
+
+/// The collection breaths go to, and what the driver's events say about the set.
+pub fn breaths(settings: &Settings) -> Result<Breaths, BadUri> {
     let mut options = run_options(settings)?;
+    let hosts = options.hosts.iter().map(ToString::to_string).collect();
     let primary = LastPrimary::default();
-    let answered = primary.clone();
-    options.command_event_handler = Some(EventHandler::callback(move |event| {
-        if let CommandEvent::Succeeded(event) = event {
-            if event.command_name == "insert" {
-                answered.set(event.connection.address);
-            }
+    let contact = Contact::default();
+    let (answered, sending) = (primary.clone(), contact.clone());
+    options.command_event_handler = Some(EventHandler::callback(move |event| match event {
+        CommandEvent::Started(event) if event.command_name == "insert" => sending.sending(),
+        CommandEvent::Succeeded(event) if event.command_name == "insert" => {
+            answered.set(event.connection.address)
         }
+        _ => {}
+    }));
+    let heard = contact.clone();
+    options.sdam_event_handler = Some(EventHandler::callback(move |event| match event {
+        SdamEvent::ServerHeartbeatSucceeded(_) => heard.answered(),
+        SdamEvent::ServerHeartbeatFailed(event) => {
+            heard.failed(event.server_address.to_string(), &event.failure)
+        }
+        _ => {}
     }));
     let client = Client::with_options(options).map_err(BadUri::new(settings.uri_from))?;
-    let breaths = client
-        .database(&settings.db)
-        .collection(&settings.collection);
-    Ok((breaths, primary))
+    let db = client.database(&settings.db);
+    Ok(Breaths {
+        collection: db.collection(&settings.collection),
+        db,
+        primary,
+        contact,
+        hosts,
+    })
 }
 
 /// The database `mabel audit` reads.

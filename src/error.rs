@@ -13,6 +13,7 @@ use bson::oid::ObjectId;
 
 use crate::breath::Breath;
 use crate::spool;
+use crate::target::Unfit;
 use crate::wording::{count, describe};
 
 /// Why mabel stopped early.
@@ -22,6 +23,8 @@ pub enum Error {
     BadInput(String),
     /// A breath could not be written: Mabel's record is not in the database.
     CouldntWrite(Failure),
+    /// The collection cannot hold breaths safely: nothing was written.
+    Unfit(Unfit),
     /// SIGINT and SIGTERM could not be taken over.
     Signals(io::Error),
     /// The spool cannot be used (locked, not a spool, damaged): nothing was tried.
@@ -46,9 +49,18 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::CouldntWrite(_) | Error::Spool(_) | Error::Signals(_) | Error::Found(_) => 1,
-            Error::BadInput(_) | Error::BadSpool(_) => 2,
+            Error::BadInput(_) | Error::BadSpool(_) | Error::Unfit(_) => 2,
             Error::CouldntRead { .. } => 3,
             Error::Print(_) | Error::PrintBreath { .. } => 4,
+        }
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Error {
+        match failure {
+            Failure::Unfit { unfit, .. } => Error::Unfit(unfit),
+            failure => Error::CouldntWrite(failure),
         }
     }
 }
@@ -60,6 +72,7 @@ impl fmt::Display for Error {
             Error::CouldntWrite(failure) => {
                 write!(f, "couldn't write breath {}: {failure}", failure.breath())
             }
+            Error::Unfit(unfit) => write!(f, "{unfit}"),
             Error::BadSpool(error) | Error::Spool(error) => write!(f, "{error}"),
             Error::Signals(error) => write!(f, "couldn't watch for SIGINT and SIGTERM: {error}"),
             Error::Found(verdict) => write!(f, "the audit found {verdict}"),
@@ -100,13 +113,17 @@ pub enum Failure {
         reason: &'static str,
         error: mongodb::error::Error,
     },
+    /// The collection, looked up before the first insert, cannot hold breaths safely.
+    Unfit { breath: ObjectId, unfit: Unfit },
 }
 
 impl Failure {
     /// The breath that is not written: the one refused, or the oldest of those given up on.
     pub fn breath(&self) -> ObjectId {
         match self {
-            Failure::GaveUp { breath, .. } | Failure::Refused { breath, .. } => *breath,
+            Failure::GaveUp { breath, .. }
+            | Failure::Refused { breath, .. }
+            | Failure::Unfit { breath, .. } => *breath,
         }
     }
 }
@@ -134,6 +151,7 @@ impl fmt::Display for Failure {
                 "{reason} (attempt {attempt}, not retried): {}",
                 describe(error)
             ),
+            Failure::Unfit { unfit, .. } => write!(f, "{unfit}"),
         }
     }
 }

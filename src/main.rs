@@ -12,6 +12,7 @@ mod breath;
 mod cli;
 mod client;
 mod config;
+mod contact;
 mod error;
 mod input;
 mod output;
@@ -19,6 +20,7 @@ mod retry;
 mod spool;
 mod stop;
 mod tally;
+mod target;
 #[cfg(test)]
 mod test_errors;
 mod wording;
@@ -31,7 +33,6 @@ use std::time::Instant;
 use bson::oid::ObjectId;
 use bson::Document;
 use log::warn;
-use mongodb::options::CommitQuorum;
 use mongodb::sync::Collection;
 
 use breath::Breath;
@@ -42,6 +43,7 @@ use retry::{Policy, Proof, Rest};
 use spool::{Drain, Spool};
 use stop::Stop;
 use tally::{Tally, Written};
+use target::{Target, Unchecked};
 
 fn main() -> ExitCode {
     let logging = input::environment("RUST_LOG").map(|_| init_logging());
@@ -95,16 +97,19 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
 /// The seed's loop: sleep, measure a breath, hand it on; until `--count` breaths are
 /// measured and each is written (with a spool, every breath it holds), or a signal.
 fn run(settings: &Settings) -> Result<(), Error> {
-    let (breaths, primary) =
-        client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
-    let stop = Stop::install().map_err(Error::Signals)?;
+    let breaths = client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let stop = Stop::install(breaths.contact.clone()).map_err(Error::Signals)?;
+    breaths
+        .contact
+        .say_if_silent(breaths.hosts.clone(), settings.retry_wait);
     let policy = Policy {
         attempts: settings.attempts,
         retry_wait: settings.retry_wait,
     };
     let writer = Writer {
-        breaths,
-        primary,
+        target: Target::new(breaths.db, breaths.collection.clone()),
+        breaths: breaths.collection,
+        primary: breaths.primary,
         policy,
         stop: stop.clone(),
         tally: Tally::default(),
@@ -119,7 +124,6 @@ fn run(settings: &Settings) -> Result<(), Error> {
         }
         None => None,
     };
-    writer.index_for_the_audit();
     let mut breaths_to = match spool {
         None => Destination::Writer(writer),
         Some((spool, batch)) => Destination::Spool(Drain::start(spool, writer, batch)),
@@ -136,7 +140,7 @@ fn run(settings: &Settings) -> Result<(), Error> {
         match &mut breaths_to {
             Destination::Writer(writer) => {
                 let (_, result) = writer.write(&[breath], false);
-                result.map_err(Error::CouldntWrite)?;
+                result.map_err(Error::from)?;
             }
             Destination::Spool(spool) => spool.push(&breath)?,
         }
@@ -159,6 +163,8 @@ enum Destination {
 
 /// Writes breaths, says so on stdout, and keeps the tally of the run.
 struct Writer {
+    /// Looked up before the first insert (`target`).
+    target: Target,
     breaths: Collection<Document>,
     primary: LastPrimary,
     policy: Policy,
@@ -185,7 +191,14 @@ impl Writer {
         self.stop.in_flight(batch.first().map(|breath| breath.id));
         for attempt in 1..=attempts {
             let tried = Instant::now();
-            let result = self.insert(&left);
+            let result = match self.target.check() {
+                Ok(()) => self.insert(&left),
+                Err(Unchecked::Failed(error)) => Err(error),
+                Err(Unchecked::Unfit(unfit)) => {
+                    let breath = left[0].id;
+                    return (written, Err(Failure::Unfit { breath, unfit }));
+                }
+            };
             let (wrote, rest) = retry::judge(result, left, sent_before || attempt > 1);
             written.extend(self.say_written(&wrote, attempt, started));
             self.stop.in_flight(rest.oldest().map(|breath| breath.id));
@@ -229,34 +242,6 @@ impl Writer {
             last,
         };
         (written, Err(gave_up))
-    }
-
-    /// Creates the index `mabel audit` reads a year of breaths by, if it is missing, on a
-    /// thread of its own, so that breathing never waits for it. On a collection that already
-    /// holds breaths a replica set builds an index in two phases and commits it only once its
-    /// commit quorum has built it; with the default quorum, every voting member, the command
-    /// would not return while one is down (`create_indexes_cmd.cpp`). A majority of members
-    /// suffices here, and a member that was down builds the index when it returns. Breathing
-    /// does not need the index, so a failure (no primary, no right to create indexes) is only
-    /// a warning.
-    fn index_for_the_audit(&self) {
-        let breaths = self.breaths.clone();
-        let build = move || {
-            let built = breaths
-                .create_index(audit::index())
-                .commit_quorum(CommitQuorum::Majority)
-                .run();
-            if let Err(error) = built {
-                warn!(
-                    "couldn't create the index mabel audit sorts by, so an audit of many \
-                     breaths may be slow: {}",
-                    wording::describe(&error)
-                );
-            }
-        };
-        if let Err(error) = thread::Builder::new().name("index".into()).spawn(build) {
-            warn!("couldn't create the index mabel audit sorts by: {error}");
-        }
     }
 
     /// One attempt: every breath of the batch in one unordered insert, so that one refused

@@ -6,6 +6,10 @@
 //! 128 + the signal's number as shells do (130 for SIGINT, 143 for SIGTERM), and names the
 //! breath in flight, which may or may not be stored.
 //!
+//! While no member of the set has ever answered, a first signal stops at once too: the breath
+//! in flight cannot have been sent (`contact`), so nothing is lost by not waiting for a set
+//! that is not there, and mabel says the breath was not stored, which is then certain.
+//!
 //! A `wrote` line that cannot be written (a closed pipe, a full disk) stops the measuring as a
 //! first signal does (`stdout_failed`), so that the breath in flight is finished and those
 //! behind it stay in the spool.
@@ -22,6 +26,7 @@ use bson::oid::ObjectId;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::contact::Contact;
 use crate::output::error_line;
 
 /// The loop's side of the signal thread.
@@ -36,6 +41,8 @@ pub struct Stop {
 struct Watch {
     seen: Mutex<Seen>,
     signalled: Condvar,
+    /// Whether any breath can have reached the set yet.
+    contact: Contact,
 }
 
 /// What a signal needs to know, and what the loop needs to know of signals.
@@ -51,9 +58,12 @@ struct Seen {
 
 impl Stop {
     /// Takes over SIGINT and SIGTERM for the rest of the process.
-    pub fn install() -> io::Result<Stop> {
+    pub fn install(contact: Contact) -> io::Result<Stop> {
         let stop = Stop {
-            watch: Arc::default(),
+            watch: Arc::new(Watch {
+                contact,
+                ..Watch::default()
+            }),
         };
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         let watch = Arc::clone(&stop.watch);
@@ -110,6 +120,14 @@ impl Watch {
     fn receive(&self, signal: i32) {
         let mut seen = self.lock();
         match (seen.signal, seen.in_flight) {
+            (None, Some(id)) if self.contact.nothing_sent() => {
+                error_line(format!(
+                    "error: stopped by {} before any member of the set answered: breath {id} \
+                     was not stored",
+                    name(signal)
+                ));
+                std::process::exit(128 + signal);
+            }
             (None, in_flight) => {
                 seen.signal = Some(signal);
                 self.signalled.notify_all();

@@ -182,7 +182,7 @@ fn write_oldest_first(handoff: &Handoff, writer: &mut Writer, most: usize) -> Re
                 count(waiting as u64, "breath"),
                 failure.breath()
             ),
-            Err(failure) => return Err(Error::CouldntWrite(failure)),
+            Err(failure) => return Err(Error::from(failure)),
         }
     }
     Ok(())

@@ -15,8 +15,11 @@ use bson::Document;
 /// A running `mabel`; killed if dropped before it finishes.
 pub struct Mabel {
     child: Child,
+    started: Instant,
     lines: Receiver<String>,
     stdout: Vec<String>,
+    /// Each line of stderr as it comes, with when it came.
+    stderr_lines: Receiver<(Duration, String)>,
     stderr: Option<JoinHandle<String>>,
 }
 
@@ -101,7 +104,8 @@ impl Mabel {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the mabel binary starts");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let started = Instant::now();
+        let stderr = child.stderr.take().expect("stderr is piped");
         let (send, lines) = mpsc::channel();
         if let (Some(stdout), Some(most)) = (child.stdout.take(), most) {
             // Reads `most` lines, then lets the pipe go, as `head` does.
@@ -114,16 +118,43 @@ impl Mabel {
                 }
             });
         }
+        let (send, stderr_lines) = mpsc::channel();
         let stderr = thread::spawn(move || {
             let mut text = String::new();
+            let mut stderr = BufReader::new(stderr);
+            let mut line = String::new();
+            while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let _ = send.send((started.elapsed(), line.trim_end().to_string()));
+                text.push_str(&line);
+                line.clear();
+            }
             let _ = stderr.read_to_string(&mut text);
             text
         });
         Mabel {
             child,
+            started,
             lines,
             stdout: Vec::new(),
+            stderr_lines,
             stderr: Some(stderr),
+        }
+    }
+
+    /// Waits for a line on stderr that contains `text`, and returns it with how long after
+    /// the start it came; panics after `limit`.
+    pub fn wait_for_stderr(&mut self, text: &str, limit: Duration) -> (String, Duration) {
+        let deadline = self.started + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok((at, line)) if line.contains(text) => return (line, at),
+                Ok(_) => {}
+                Err(_) => {
+                    let outcome = self.kill();
+                    panic!("no line with {text:?} on stderr within {limit:?}: {outcome:#?}")
+                }
+            }
         }
     }
 
