@@ -113,6 +113,7 @@ fn an_index_the_set_refuses_is_a_warning_and_breathing_goes_on() {
         .finish(WATCHDOG);
 
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
     let warnings: Vec<&str> = outcome
         .stderr
         .lines()

@@ -105,6 +105,7 @@ fn a_capped_collection_gets_one_warning_and_every_breath() {
         .finish(WATCHDOG);
 
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
     assert_eq!(outcome.confirmed().len(), 8);
     let warnings: Vec<&str> = outcome
         .stderr

@@ -59,6 +59,7 @@ fn one_line_says_no_member_answers_and_a_first_ctrl_c_stops_at_once() {
     let outcome = mabel.finish(WATCHDOG);
     assert!(signalled.elapsed() < Duration::from_secs(1), "{outcome:#?}");
     assert_eq!(outcome.code, Some(130), "{outcome:#?}");
+    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
     let last = outcome.stderr.lines().last().unwrap_or_default();
     let rest = last
         .strip_prefix("error: stopped by SIGINT before any member of the set answered: breath ")
@@ -91,6 +92,7 @@ fn one_of_a_thing_is_said_as_one() {
     ];
     let outcome = Mabel::start(&uri(&hosts), &args).finish(WATCHDOG);
     assert_eq!(outcome.code, Some(1), "{outcome:#?}");
+    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
     let last = outcome.stderr.lines().last().unwrap_or_default();
     assert!(last.contains(": gave up after 1 attempt in 0."), "{last}");
 
@@ -111,6 +113,7 @@ fn one_of_a_thing_is_said_as_one() {
     ];
     let outcome = Mabel::start(&uri(&hosts), &spooled).finish(WATCHDOG);
     assert_eq!(outcome.code, Some(1), "{outcome:#?}");
+    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
     assert!(
         outcome
             .stderr

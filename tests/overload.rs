@@ -48,6 +48,7 @@ fn an_overloaded_server_is_waited_out_and_every_breath_stored_once() {
         let outcome = mabel.finish(WATCHDOG);
 
         assert_eq!(outcome.code, Some(0), "{labels:?}: {outcome:#?}");
+        assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
         assert_eq!(
             guard.times_entered(),
             i64::from(refused_attempts * sends_per_attempt)
