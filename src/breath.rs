@@ -41,6 +41,17 @@ impl Breath {
         Breath { id, time, oxygen }
     }
 
+    /// The breath as a message names it: `<_id> time <time> oxygen <oxygen>`, enough to find
+    /// it, or to write it by hand, when it could not be kept.
+    pub fn named(&self) -> String {
+        format!(
+            "{} time {} oxygen {}",
+            self.id,
+            self.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            self.oxygen
+        )
+    }
+
     pub fn to_document(&self) -> Document {
         doc! {
             "_id": self.id,

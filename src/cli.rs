@@ -1,7 +1,8 @@
 //! The command line, as argh sees it: flags, their defaults and their help text.
 //!
 //! Nothing here is checked beyond what argh parses; `config` turns these raw values into
-//! settings and names the flag when one is wrong.
+//! settings and names the flag when one is wrong. Seconds are taken as text, so that a
+//! message about them echoes what was typed (`1e309`), not what a float made of it (`inf`).
 
 use std::path::PathBuf;
 
@@ -40,16 +41,16 @@ pub struct Run {
     pub collection: String,
 
     /// seconds between breaths, decimals allowed (default: 1)
-    #[argh(option, default = "1.0")]
-    pub interval: f64,
+    #[argh(option, default = "String::from(\"1\")")]
+    pub interval: String,
 
     /// attempts per breath before giving up (default: 60)
     #[argh(option, default = "60")]
     pub attempts: u32,
 
     /// longest wait for a writable primary between attempts, in seconds (default: 5)
-    #[argh(option, default = "5.0")]
-    pub retry_wait: f64,
+    #[argh(option, default = "String::from(\"5\")")]
+    pub retry_wait: String,
 
     /// measure this many breaths and stop once each is written, with --spool also every
     /// breath the spool held, so 0 (only with --spool) writes what it holds (default: run

@@ -12,6 +12,9 @@
 //!
 //! A URI that sets `heartbeatFrequencyMS`, `connectTimeoutMS` or `w` keeps its own value.
 //!
+//! The client's events also tell `contact` whether any member has answered yet: a monitor's
+//! heartbeat that succeeded or failed (and why), and an insert about to be sent.
+//!
 //! The client also remembers which member answered the last insert: that is the primary as
 //! the write itself found it, which the failover report needs. It is taken from the driver's
 //! command events, which the driver hands to the callback before the insert returns; its
@@ -33,6 +36,7 @@ use std::time::Duration;
 
 use bson::Document;
 use mongodb::event::command::CommandEvent;
+use mongodb::event::sdam::SdamEvent;
 use mongodb::event::EventHandler;
 use mongodb::options::{
     Acknowledgment, ClientOptions, ReadConcern, ReadPreference, SelectionCriteria, ServerAddress,
@@ -41,18 +45,33 @@ use mongodb::options::{
 use mongodb::sync::{Client, Collection, Database};
 
 use crate::config::{AuditSettings, Settings, WaitFor};
+use crate::contact::Contact;
+use crate::wording;
 
 const HEARTBEAT: Duration = Duration::from_millis(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const AUDIT_WAIT: Duration = Duration::from_secs(5);
 
-/// The URI could not be turned into a client.
+/// The URI could not be turned into a client: where it came from (`--uri`,
+/// `MONGODB_URI`), and why.
 #[derive(Debug)]
-pub struct BadUri(mongodb::error::Error);
+pub struct BadUri {
+    from: &'static str,
+    problem: String,
+}
+
+impl BadUri {
+    fn new(from: &'static str) -> impl FnOnce(mongodb::error::Error) -> BadUri {
+        move |error| BadUri {
+            from,
+            problem: wording::describe(&error),
+        }
+    }
+}
 
 impl fmt::Display for BadUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "--uri: {}", self.0.kind)
+        write!(f, "{}: {}", self.from, wording::cut(&self.problem))
     }
 }
 
@@ -75,37 +94,61 @@ impl LastPrimary {
     }
 }
 
-/// The collection breaths go to, on a client tuned for riding out failovers, and where its
-/// last insert went.
-pub fn breaths(settings: &Settings) -> Result<(Collection<Document>, LastPrimary), BadUri> {
+/// Where breaths go, on a client tuned for riding out failovers: the collection and its
+/// database, the member that took the last insert, and what the set has said so far.
+pub struct Breaths {
+    pub collection: Collection<Document>,
+    pub db: Database,
+    pub primary: LastPrimary,
+    pub contact: Contact,
+    /// The hosts the URI names, or its `mongodb+srv` name resolved to.
+    pub hosts: Vec<String>,
+}
+
+/// The collection breaths go to, and what the driver's events say about the set.
+pub fn breaths(settings: &Settings) -> Result<Breaths, BadUri> {
     let mut options = run_options(settings)?;
+    let hosts = options.hosts.iter().map(ToString::to_string).collect();
     let primary = LastPrimary::default();
-    let answered = primary.clone();
-    options.command_event_handler = Some(EventHandler::callback(move |event| {
-        if let CommandEvent::Succeeded(event) = event {
-            if event.command_name == "insert" {
-                answered.set(event.connection.address);
-            }
+    let contact = Contact::default();
+    let (answered, sending) = (primary.clone(), contact.clone());
+    options.command_event_handler = Some(EventHandler::callback(move |event| match event {
+        CommandEvent::Started(event) if event.command_name == "insert" => sending.sending(),
+        CommandEvent::Succeeded(event) if event.command_name == "insert" => {
+            answered.set(event.connection.address)
         }
+        _ => {}
     }));
-    let client = Client::with_options(options).map_err(BadUri)?;
-    let breaths = client
-        .database(&settings.db)
-        .collection(&settings.collection);
-    Ok((breaths, primary))
+    let heard = contact.clone();
+    options.sdam_event_handler = Some(EventHandler::callback(move |event| match event {
+        SdamEvent::ServerHeartbeatSucceeded(_) => heard.answered(),
+        SdamEvent::ServerHeartbeatFailed(event) => {
+            heard.failed(event.server_address.to_string(), &event.failure)
+        }
+        _ => {}
+    }));
+    let client = Client::with_options(options).map_err(BadUri::new(settings.uri_from))?;
+    let db = client.database(&settings.db);
+    Ok(Breaths {
+        collection: db.collection(&settings.collection),
+        db,
+        primary,
+        contact,
+        hosts,
+    })
 }
 
 /// The database `mabel audit` reads.
 pub fn audited(settings: &AuditSettings) -> Result<Database, BadUri> {
     let options = audit_options(settings)?;
-    let client = Client::with_options(options).map_err(BadUri)?;
+    let client = Client::with_options(options).map_err(BadUri::new(settings.uri_from))?;
     Ok(client.database(&settings.db))
 }
 
 /// What every client of mabel's has: its name in the server's logs, and the heartbeat and
 /// connect timeout that bound a hung member.
-fn options(uri: &str) -> Result<ClientOptions, BadUri> {
-    let mut options = ClientOptions::parse(uri).run().map_err(BadUri)?;
+fn options(uri: &str, from: &'static str) -> Result<ClientOptions, BadUri> {
+    let mut options = ClientOptions::parse(uri).run().map_err(BadUri::new(from))?;
     options.app_name.get_or_insert_with(|| "mabel".to_string());
     options.heartbeat_freq.get_or_insert(HEARTBEAT);
     options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
@@ -113,7 +156,16 @@ fn options(uri: &str) -> Result<ClientOptions, BadUri> {
 }
 
 fn run_options(settings: &Settings) -> Result<ClientOptions, BadUri> {
-    let mut options = options(&settings.uri)?;
+    let mut options = options(&settings.uri, settings.uri_from)?;
+    let from_uri = options.write_concern.as_ref().and_then(|wc| wc.w.as_ref());
+    if from_uri == Some(&Acknowledgment::Nodes(0)) && settings.write_concern.is_none() {
+        return Err(BadUri {
+            from: settings.uri_from,
+            problem: "w=0 asks for no acknowledgement, so no breath could be confirmed; leave \
+                      w out (mabel waits for a majority) or give a number of members"
+                .to_string(),
+        });
+    }
     options.server_selection_timeout = Some(settings.retry_wait);
     options.write_concern = Some(write_concern(
         options.write_concern.take(),
@@ -123,7 +175,7 @@ fn run_options(settings: &Settings) -> Result<ClientOptions, BadUri> {
 }
 
 fn audit_options(settings: &AuditSettings) -> Result<ClientOptions, BadUri> {
-    let mut options = options(&settings.uri)?;
+    let mut options = options(&settings.uri, settings.uri_from)?;
     options.server_selection_timeout.get_or_insert(AUDIT_WAIT);
     options
         .read_concern
@@ -234,5 +286,17 @@ mod tests {
     fn a_malformed_uri_is_refused_with_the_flag_named() {
         let err = options_for(&["--uri", "mongo://nowhere"]).unwrap_err();
         assert!(err.starts_with("--uri: "), "{err}");
+    }
+
+    #[test]
+    fn w_0_is_refused_unless_the_flag_overrides_it() {
+        let err = options_for(&["--uri", "mongodb://a:1/?w=0"]).unwrap_err();
+        assert!(
+            err.starts_with("--uri: w=0 asks for no acknowledgement"),
+            "{err}"
+        );
+        let options = options_for(&["--uri", "mongodb://a:1/?w=0", "--write-concern", "1"]);
+        let wc = options.unwrap().write_concern.unwrap();
+        assert_eq!(wc.w, Some(Acknowledgment::Nodes(1)));
     }
 }

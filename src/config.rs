@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::{cli, spool};
+use crate::{cli, spool, wording};
 
 /// Where mabel writes when neither `--uri` nor `MONGODB_URI` says otherwise: the three-member
 /// set that `docker-compose.yml` starts.
@@ -20,6 +20,9 @@ pub const DEFAULT_URI: &str =
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub uri: String,
+    /// Where the URI came from, for messages about it: `--uri`, `MONGODB_URI`, or the
+    /// default.
+    pub uri_from: &'static str,
     pub db: String,
     pub collection: String,
     pub interval: Duration,
@@ -43,6 +46,7 @@ pub struct Spooling {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditSettings {
     pub uri: String,
+    pub uri_from: &'static str,
     pub db: String,
     pub collection: String,
     /// Breaths taken at or after this time.
@@ -72,7 +76,8 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:?}: {}", self.flag, self.value, self.problem)
+        let value = wording::cut(&format!("{:?}", self.value));
+        write!(f, "{} {value}: {}", self.flag, self.problem)
     }
 }
 
@@ -82,16 +87,19 @@ impl Settings {
     /// `env_uri` is the value of `MONGODB_URI`, passed in so tests need not touch the
     /// environment.
     pub fn from_args(args: cli::Run, env_uri: Option<String>) -> Result<Settings, ConfigError> {
+        let (uri, uri_from) = uri(args.uri, env_uri)?;
+        let (db, collection) = names(args.db, args.collection)?;
         Ok(Settings {
-            uri: uri(args.uri, env_uri)?,
-            db: name("--db", args.db)?,
-            collection: name("--collection", args.collection)?,
-            interval: seconds("--interval", args.interval)?,
+            uri,
+            uri_from,
+            db,
+            collection,
+            interval: seconds("--interval", &args.interval)?,
             attempts: match args.attempts {
                 0 => return Err(ConfigError::new("--attempts", "0", "must be at least 1")),
                 n => n,
             },
-            retry_wait: seconds("--retry-wait", args.retry_wait)?,
+            retry_wait: seconds("--retry-wait", &args.retry_wait)?,
             count: match args.count {
                 Some(0) if args.spool.is_none() => {
                     let problem = "must be at least 1 (0 is for writing what a --spool holds)";
@@ -130,10 +138,13 @@ impl AuditSettings {
                 ));
             }
         }
+        let (uri, uri_from) = uri(args.uri, env_uri)?;
+        let (db, collection) = names(args.db, args.collection)?;
         Ok(AuditSettings {
-            uri: uri(args.uri, env_uri)?,
-            db: name("--db", args.db)?,
-            collection: name("--collection", args.collection)?,
+            uri,
+            uri_from,
+            db,
+            collection,
             since,
             until,
             json: args.json,
@@ -151,14 +162,21 @@ impl ConfigError {
     }
 }
 
-/// `--uri`, else `MONGODB_URI`, else the compose set. The driver checks the rest when the
-/// client is built.
-fn uri(flag: Option<String>, env_uri: Option<String>) -> Result<String, ConfigError> {
-    let uri = flag.or(env_uri).unwrap_or_else(|| DEFAULT_URI.to_string());
+/// `--uri`, else `MONGODB_URI`, else the compose set, and which it was. The driver checks
+/// the rest when the client is built.
+fn uri(
+    flag: Option<String>,
+    env_uri: Option<String>,
+) -> Result<(String, &'static str), ConfigError> {
+    let (uri, from) = match (flag, env_uri) {
+        (Some(uri), _) => (uri, "--uri"),
+        (None, Some(uri)) => (uri, "MONGODB_URI"),
+        (None, None) => (DEFAULT_URI.to_string(), "the default URI"),
+    };
     if uri.trim().is_empty() {
-        return Err(ConfigError::new("--uri", &uri, "must not be empty"));
+        return Err(ConfigError::new(from, &uri, "must not be empty"));
     }
-    Ok(uri)
+    Ok((uri, from))
 }
 
 /// An RFC 3339 time with its offset, as breaths are stored in UTC.
@@ -174,29 +192,48 @@ fn time(flag: &'static str, value: &str) -> Result<DateTime<Utc>, ConfigError> {
         })
 }
 
-/// A positive, finite number of seconds; sub-second values are what keep tests fast.
-fn seconds(flag: &'static str, value: f64) -> Result<Duration, ConfigError> {
-    if !value.is_finite() || value <= 0.0 {
-        return Err(ConfigError::new(
-            flag,
-            value,
-            "must be a number of seconds greater than zero",
-        ));
+/// A positive number of seconds, as typed; sub-second values are what keep tests fast.
+fn seconds(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let problem = "must be a number of seconds greater than zero";
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::new(flag, text, problem))?;
+    if value.is_nan() || value <= 0.0 {
+        return Err(ConfigError::new(flag, text, problem));
     }
     Duration::try_from_secs_f64(value)
-        .map_err(|_| ConfigError::new(flag, value, "is too large a number of seconds"))
+        .map_err(|_| ConfigError::new(flag, text, "is too large a number of seconds"))
 }
 
-/// Database and collection names: the server refuses an empty one, better to say so first.
-fn name(flag: &'static str, value: String) -> Result<String, ConfigError> {
-    if value.is_empty() || value.contains('\0') {
+/// The database and collection names, checked as the server would refuse them
+/// (https://www.mongodb.com/docs/manual/reference/limits/#naming-restrictions): better to
+/// say so before connecting, naming the flag.
+fn names(db: String, collection: String) -> Result<(String, String), ConfigError> {
+    if db.is_empty() || db.contains(['/', '\\', '.', ' ', '"', '$', '\0']) {
+        let problem = "must be a database name: not empty, and none of / \\ . space \" $ or NUL";
+        return Err(ConfigError::new("--db", db, problem));
+    }
+    if db.len() >= 64 {
         return Err(ConfigError::new(
-            flag,
-            value,
-            "must be a non-empty name without NUL",
+            "--db",
+            db,
+            "must be shorter than 64 bytes",
         ));
     }
-    Ok(value)
+    if collection.is_empty() || collection.contains(['$', '\0']) {
+        let problem = "must be a collection name: not empty, and no $ or NUL";
+        return Err(ConfigError::new("--collection", collection, problem));
+    }
+    if collection.starts_with("system.") {
+        let problem = "must not begin with system., which the server keeps for itself";
+        return Err(ConfigError::new("--collection", collection, problem));
+    }
+    if db.len() + 1 + collection.len() > 255 {
+        let problem = "must be shorter: with the database name, at most 255 bytes";
+        return Err(ConfigError::new("--collection", collection, problem));
+    }
+    Ok((db, collection))
 }
 
 fn spooling(
@@ -234,17 +271,28 @@ fn spooling(
     }))
 }
 
+/// `majority`, or a number of members: at least one, for `w: 0` asks for no acknowledgement
+/// and so could confirm no breath, and at most the 50 members a replica set can have.
 fn wait_for(value: &str) -> Result<WaitFor, ConfigError> {
-    match value {
-        "majority" => Ok(WaitFor::Majority),
-        _ => match value.parse::<u32>() {
-            Ok(n) if n > 0 => Ok(WaitFor::Members(n)),
-            _ => Err(ConfigError::new(
-                "--write-concern",
-                value,
-                "must be \"majority\" or a number of members of at least 1",
-            )),
-        },
+    let flag = "--write-concern";
+    if value == "majority" {
+        return Ok(WaitFor::Majority);
+    }
+    if !value.chars().all(|c| c.is_ascii_digit()) || value.is_empty() {
+        let problem = "must be \"majority\" or a number of members";
+        return Err(ConfigError::new(flag, value, problem));
+    }
+    match value.parse::<u32>() {
+        Ok(0) => {
+            let problem = "must be at least 1: 0 asks for no acknowledgement, so no breath \
+                           could be confirmed";
+            Err(ConfigError::new(flag, value, problem))
+        }
+        Ok(n) if n <= 50 => Ok(WaitFor::Members(n)),
+        _ => {
+            let problem = "must be at most 50, the most members a replica set can have";
+            Err(ConfigError::new(flag, value, problem))
+        }
     }
 }
 
@@ -292,8 +340,13 @@ mod tests {
             (&["--interval", "0"][..], "--interval"),
             (&["--interval", "-1"][..], "--interval"),
             (&["--interval", "NaN"][..], "--interval"),
+            (&["--interval", "soon"][..], "--interval"),
             (&["--retry-wait", "inf"][..], "--retry-wait"),
             (&["--retry-wait", "1e300"][..], "--retry-wait"),
+            (&["--write-concern", "51"][..], "--write-concern"),
+            (&["--write-concern", "99999999999"][..], "--write-concern"),
+            (&["--db", "a.b"][..], "--db"),
+            (&["--collection", "system.views"][..], "--collection"),
             (&["--attempts", "0"][..], "--attempts"),
             (&["--count", "0"][..], "--count"),
             (&["--write-concern", "0"][..], "--write-concern"),
@@ -313,6 +366,33 @@ mod tests {
             let err = parse(args, None).unwrap_err();
             assert!(err.starts_with(flag), "{args:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn messages_echo_what_was_typed_cut_short() {
+        let err = parse(&["--interval", "1e309"], None).unwrap_err();
+        assert_eq!(
+            err,
+            "--interval \"1e309\": is too large a number of seconds"
+        );
+        let err = parse(&["--write-concern", "99999999999"], None).unwrap_err();
+        assert!(err.contains("at most 50"), "{err}");
+        let long = "y".repeat(100_000);
+        let err = parse(&["--collection", &format!("${long}")], None).unwrap_err();
+        assert!(err.len() < 300, "{}", err.len());
+    }
+
+    #[test]
+    fn the_uri_is_named_by_where_it_came_from() {
+        assert_eq!(parse(&[], None).unwrap().uri_from, "the default URI");
+        assert_eq!(
+            parse(&[], Some("mongodb://e/")).unwrap().uri_from,
+            "MONGODB_URI"
+        );
+        let err = parse(&[], Some("")).unwrap_err();
+        assert!(err.starts_with("MONGODB_URI \"\": "), "{err}");
+        let s = parse(&["--uri", "mongodb://f/"], Some("")).unwrap();
+        assert_eq!((s.uri.as_str(), s.uri_from), ("mongodb://f/", "--uri"));
     }
 
     #[test]

@@ -12,16 +12,20 @@ mod breath;
 mod cli;
 mod client;
 mod config;
+mod contact;
 mod error;
+mod input;
+mod output;
 mod retry;
 mod spool;
 mod stop;
 mod tally;
+mod target;
 #[cfg(test)]
 mod test_errors;
 mod wording;
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
@@ -29,7 +33,6 @@ use std::time::Instant;
 use bson::oid::ObjectId;
 use bson::Document;
 use log::warn;
-use mongodb::options::CommitQuorum;
 use mongodb::sync::Collection;
 
 use breath::Breath;
@@ -40,31 +43,33 @@ use retry::{Policy, Proof, Rest};
 use spool::{Drain, Spool};
 use stop::Stop;
 use tally::{Tally, Written};
+use target::{Target, Unchecked};
 
 fn main() -> ExitCode {
-    init_logging();
-    match try_main() {
+    let logging = input::environment("RUST_LOG").map(|_| init_logging());
+    match logging.and_then(|()| try_main()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            output::error_line(format!("error: {error}"));
             ExitCode::from(error.exit_code())
         }
     }
 }
 
 fn try_main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().collect();
+    let args = input::arguments()?;
     let Some(command) = parse(&args)? else {
         return Ok(());
     };
+    let env_uri = input::environment("MONGODB_URI")?;
     match command {
         cli::Command::Run(args) => {
-            let settings = Settings::from_args(args, std::env::var("MONGODB_URI").ok())
-                .map_err(|e| Error::BadInput(e.to_string()))?;
+            let settings =
+                Settings::from_args(args, env_uri).map_err(|e| Error::BadInput(e.to_string()))?;
             run(&settings)
         }
         cli::Command::Audit(args) => {
-            let settings = AuditSettings::from_args(args, std::env::var("MONGODB_URI").ok())
+            let settings = AuditSettings::from_args(args, env_uri)
                 .map_err(|e| Error::BadInput(e.to_string()))?;
             audit(&settings)
         }
@@ -78,10 +83,11 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
         namespace: format!("{}.{}", settings.db, settings.collection),
         error: wording::describe_read(&e),
     })?;
-    match settings.json {
-        true => println!("{}", report.json()),
-        false => print!("{}", report.human()),
-    }
+    let printed = match settings.json {
+        true => output::line(report.json()),
+        false => output::text(&report.human()),
+    };
+    printed.map_err(Error::Print)?;
     match report.is_clean() {
         true => Ok(()),
         false => Err(Error::Found(report.verdict())),
@@ -91,19 +97,24 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
 /// The seed's loop: sleep, measure a breath, hand it on; until `--count` breaths are
 /// measured and each is written (with a spool, every breath it holds), or a signal.
 fn run(settings: &Settings) -> Result<(), Error> {
-    let (breaths, primary) =
-        client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
-    let stop = Stop::install().map_err(Error::Signals)?;
+    let breaths = client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let stop = Stop::install(breaths.contact.clone()).map_err(Error::Signals)?;
+    breaths
+        .contact
+        .say_if_silent(breaths.hosts.clone(), settings.retry_wait);
     let policy = Policy {
         attempts: settings.attempts,
         retry_wait: settings.retry_wait,
     };
     let writer = Writer {
-        breaths,
-        primary,
+        target: Target::new(breaths.db, breaths.collection.clone()),
+        breaths: breaths.collection,
+        primary: breaths.primary,
         policy,
         stop: stop.clone(),
         tally: Tally::default(),
+        last: None,
+        stdout: None,
     };
     // Opened before anything is written: a spool in use or damaged stops mabel first.
     let spool = match &settings.spool {
@@ -113,7 +124,6 @@ fn run(settings: &Settings) -> Result<(), Error> {
         }
         None => None,
     };
-    writer.index_for_the_audit();
     let mut breaths_to = match spool {
         None => Destination::Writer(writer),
         Some((spool, batch)) => Destination::Spool(Drain::start(spool, writer, batch)),
@@ -130,18 +140,17 @@ fn run(settings: &Settings) -> Result<(), Error> {
         match &mut breaths_to {
             Destination::Writer(writer) => {
                 let (_, result) = writer.write(&[breath], false);
-                result.map_err(Error::CouldntWrite)?;
+                result.map_err(Error::from)?;
             }
             Destination::Spool(spool) => spool.push(&breath)?,
         }
         measured += 1;
     };
-    let tally = match breaths_to {
-        Destination::Writer(writer) => writer.tally,
+    let writer = match breaths_to {
+        Destination::Writer(writer) => writer,
         Destination::Spool(spool) => spool.finish(stopped_by)?,
     };
-    println!("{}", tally.summary(stopped_by));
-    Ok(())
+    writer.conclude(stopped_by)
 }
 
 /// Where each breath measured goes.
@@ -152,13 +161,19 @@ enum Destination {
     Spool(Drain),
 }
 
-/// Writes breaths and keeps the tally of the run.
+/// Writes breaths, says so on stdout, and keeps the tally of the run.
 struct Writer {
+    /// Looked up before the first insert (`target`).
+    target: Target,
     breaths: Collection<Document>,
     primary: LastPrimary,
     policy: Policy,
     stop: Stop,
     tally: Tally,
+    /// The last breath written, which a stdout that fails is told of.
+    last: Option<Breath>,
+    /// The first failure to print a line: nothing more is printed, and mabel stops.
+    stdout: Option<io::Error>,
 }
 
 impl Writer {
@@ -176,7 +191,14 @@ impl Writer {
         self.stop.in_flight(batch.first().map(|breath| breath.id));
         for attempt in 1..=attempts {
             let tried = Instant::now();
-            let result = self.insert(&left);
+            let result = match self.target.check() {
+                Ok(()) => self.insert(&left),
+                Err(Unchecked::Failed(error)) => Err(error),
+                Err(Unchecked::Unfit(unfit)) => {
+                    let breath = left[0].id;
+                    return (written, Err(Failure::Unfit { breath, unfit }));
+                }
+            };
             let (wrote, rest) = retry::judge(result, left, sent_before || attempt > 1);
             written.extend(self.say_written(&wrote, attempt, started));
             self.stop.in_flight(rest.oldest().map(|breath| breath.id));
@@ -222,34 +244,6 @@ impl Writer {
         (written, Err(gave_up))
     }
 
-    /// Creates the index `mabel audit` reads a year of breaths by, if it is missing, on a
-    /// thread of its own, so that breathing never waits for it. On a collection that already
-    /// holds breaths a replica set builds an index in two phases and commits it only once its
-    /// commit quorum has built it; with the default quorum, every voting member, the command
-    /// would not return while one is down (`create_indexes_cmd.cpp`). A majority of members
-    /// suffices here, and a member that was down builds the index when it returns. Breathing
-    /// does not need the index, so a failure (no primary, no right to create indexes) is only
-    /// a warning.
-    fn index_for_the_audit(&self) {
-        let breaths = self.breaths.clone();
-        let build = move || {
-            let built = breaths
-                .create_index(audit::index())
-                .commit_quorum(CommitQuorum::Majority)
-                .run();
-            if let Err(error) = built {
-                warn!(
-                    "couldn't create the index mabel audit sorts by, so an audit of many \
-                     breaths may be slow: {}",
-                    wording::describe(&error)
-                );
-            }
-        };
-        if let Err(error) = thread::Builder::new().name("index".into()).spawn(build) {
-            warn!("couldn't create the index mabel audit sorts by: {error}");
-        }
-    }
-
     /// One attempt: every breath of the batch in one unordered insert, so that one refused
     /// breath does not hold back the others. `insert_many` even for one breath: its error keeps
     /// the write errors and the write concern error of the reply together (see `retry`).
@@ -271,7 +265,10 @@ impl Writer {
         started: Instant,
     ) -> Vec<ObjectId> {
         for (breath, proof) in wrote {
-            print_written(breath, attempt, *proof == Proof::AlreadyWritten);
+            self.say(wrote_line(breath, attempt, *proof == Proof::AlreadyWritten));
+        }
+        if let Some((breath, _)) = wrote.last() {
+            self.last = Some(breath.clone());
         }
         let primary = self.primary.get();
         for proof in [Proof::Inserted, Proof::AlreadyWritten] {
@@ -286,16 +283,48 @@ impl Writer {
                 waited: started.elapsed(),
             };
             if let Some(incident) = self.tally.add(&ids, &written, primary.as_ref()) {
-                println!("{incident}");
+                self.say(incident);
             }
         }
         wrote.iter().map(|(breath, _)| breath.id).collect()
     }
+
+    /// Prints a line on stdout, unless a line has failed already. The first that fails stops
+    /// mabel as a first signal does: the breath in flight is finished, and `conclude` names
+    /// the last breath written.
+    fn say(&mut self, line: impl std::fmt::Display) {
+        if self.stdout.is_some() {
+            return;
+        }
+        if let Err(error) = output::line(line) {
+            self.stdout = Some(error);
+            self.stop.stdout_failed();
+        }
+    }
+
+    /// Whether stdout has failed, so that no more breaths should be written.
+    fn stdout_failed(&self) -> bool {
+        self.stdout.is_some()
+    }
+
+    /// Ends the run with its summary, `stopped_by` a signal or not; or, if stdout failed, with
+    /// the error that names the last breath written.
+    fn conclude(mut self, stopped_by: Option<&str>) -> Result<(), Error> {
+        let summary = self.tally.summary(stopped_by);
+        self.say(summary);
+        match self.stdout {
+            None => Ok(()),
+            Some(error) => Err(Error::PrintBreath {
+                error,
+                last: self.last,
+            }),
+        }
+    }
 }
 
 /// The `wrote` line: what a person, and the tests, read as "this breath is in the database".
-fn print_written(breath: &Breath, attempts: u32, already_written: bool) {
-    println!(
+fn wrote_line(breath: &Breath, attempts: u32, already_written: bool) -> String {
+    format!(
         "wrote {} time {} oxygen {:.4} attempts {attempts}{}",
         breath.id,
         breath.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
@@ -305,20 +334,42 @@ fn print_written(breath: &Breath, attempts: u32, already_written: bool) {
         } else {
             ""
         },
-    );
+    )
 }
 
-/// Parses the command line. `--help` prints its text and asks for nothing more: `None`.
+/// Parses the command line. `--help` (or `-h`) and `--version` print their text and ask for
+/// nothing more: `None`.
 fn parse(args: &[String]) -> Result<Option<cli::Command>, Error> {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (name, rest) = strs.split_first().unwrap_or((&"mabel", &[]));
-    match <cli::Mabel as argh::FromArgs>::from_args(&[name], rest) {
+    if rest == ["--version"] {
+        let version = format!("mabel {}", env!("CARGO_PKG_VERSION"));
+        output::line(version).map_err(Error::Print)?;
+        return Ok(None);
+    }
+    let parsed = <cli::Mabel as argh::FromArgs>::from_args(&[name], rest);
+    // argh knows `--help` only; `-h` is asked for again as `--help` where argh found no value
+    // that takes it.
+    let parsed = match parsed {
+        Err(exit) if exit.status.is_err() && rest.contains(&"-h") => {
+            let helped: Vec<&str> = rest
+                .iter()
+                .map(|&arg| if arg == "-h" { "--help" } else { arg })
+                .collect();
+            <cli::Mabel as argh::FromArgs>::from_args(&[name], &helped)
+        }
+        parsed => parsed,
+    };
+    match parsed {
         Ok(mabel) => Ok(Some(mabel.command)),
         Err(exit) if exit.status.is_ok() => {
-            print!("{}", exit.output);
+            output::text(&exit.output).map_err(Error::Print)?;
             Ok(None)
         }
-        Err(exit) => Err(Error::BadInput(exit.output.trim().replace('\n', " "))),
+        Err(exit) => {
+            let message = exit.output.trim().replace('\n', " ");
+            Err(Error::BadInput(wording::cut(&message)))
+        }
     }
 }
 

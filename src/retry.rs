@@ -6,12 +6,15 @@
 //! `_id` on a retry proves an earlier attempt landed), and adds what a decade of failovers
 //! taught: a refused command is not retried; a duplicate `_id` is proof only in a reply that
 //! also met the write concern, for on a primary cut off from the majority the copy it met can
-//! be rolled back; and the driver already waits for a primary, so only an attempt that failed
-//! without waiting is followed by a pause. `ARCHITECTURE.md` tells the whole of it.
+//! be rolled back; the driver already waits for a primary, so only an attempt that failed
+//! without waiting is followed by a pause; and an overloaded server is waited out like a
+//! missing primary, under the same deadline and with the same growing pause.
+//! `ARCHITECTURE.md` tells the whole of it.
 //!
 //! An attempt may carry many breaths (the spool's backlog, in one unordered insert), and its
 //! reply can write some and not others, so the judgement is given breath by breath.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use mongodb::error::{Error, ErrorKind, InsertManyError};
@@ -22,6 +25,12 @@ use mongodb::error::{Error, ErrorKind, InsertManyError};
 const TRANSIENT_CODES: &[i32] = &[
     10107, 13435, 10058, 11600, 11602, 13436, 189, 91, 6, 7, 89, 262, 9001,
 ];
+
+/// The labels of the client-backpressure specification, which servers from 8.2 on put on
+/// work they refuse under load (and the driver on its own failed connection handshakes): the
+/// server is overloaded, and the command is safe to send again. The driver retries an error
+/// with both itself, at most `maxAdaptiveRetries` (2) more times, then returns it.
+const OVERLOADED: &[&str] = &["SystemOverloadedError", "RetryableError"];
 
 /// A write concern that timed out: the write may well have happened and nothing is undone,
 /// so trying again is safe, and a later reply that meets the write concern will tell.
@@ -155,7 +164,7 @@ fn verdict(error: &Error, i: usize, sent_before: bool) -> Verdict {
 /// An error that speaks for the whole attempt: the reply never came, the command was refused,
 /// or the write concern was not met, which leaves every breath of the attempt unproven.
 fn whole(error: &Error) -> Verdict {
-    if error.contains_label("RetryableWriteError") {
+    if labelled_retryable(error.labels()) {
         return Verdict::Retry;
     }
     match &*error.kind {
@@ -173,6 +182,12 @@ fn whole(error: &Error) -> Verdict {
         ErrorKind::Authentication { .. } => Verdict::Refused("authentication failed"),
         _ => Verdict::Refused("not a failure that waiting can mend"),
     }
+}
+
+/// Whether the labels say to send the command again: the server's `RetryableWriteError`, or
+/// either overload label.
+fn labelled_retryable(labels: &HashSet<String>) -> bool {
+    labels.contains("RetryableWriteError") || OVERLOADED.iter().any(|l| labels.contains(*l))
 }
 
 /// The verdict for breath `i` of a reply that met the write concern: inserted unless a
@@ -253,6 +268,19 @@ mod tests {
         ] {
             assert_eq!(fates(Err(error.clone()), 1, false), "r", "{error}");
         }
+    }
+
+    #[test]
+    fn an_overloaded_server_is_waited_out() {
+        let labelled =
+            |labels: &[&str]| labelled_retryable(&labels.iter().map(|l| l.to_string()).collect());
+        assert!(labelled(&["SystemOverloadedError", "RetryableError"]));
+        assert!(labelled(&["SystemOverloadedError"]));
+        assert!(labelled(&["RetryableError"]));
+        assert!(labelled(&["RetryableWriteError"]));
+        assert!(!labelled(&["NoWritesPerformed"]));
+        // Unlabelled, the code itself (462, IngressRequestRateLimitExceeded) is not retried.
+        assert_eq!(fates(Err(command_error(462)), 1, false), "x");
     }
 
     #[test]

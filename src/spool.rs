@@ -43,6 +43,14 @@
 //! waiting breaths alone fill that maximum, the spool is full: `push` refuses the breath and
 //! says which one, and mabel stops rather than drop it.
 //!
+//! # A failing disk
+//!
+//! A write or a flush that fails stops mabel with the breath it could not keep named, as a
+//! full spool does. After a failed `fdatasync` the kernel may have dropped the pages it could
+//! not write and call the next flush a success (PostgreSQL's "fsyncgate", 2018), so a spool is
+//! never written again once a write or a flush has failed: every later append fails with the
+//! first error, and no breath whose record may not be on disk is counted as kept.
+//!
 //! # One mabel per spool
 //!
 //! The file is locked (`File::try_lock`) while it is open; a second mabel is refused.
@@ -61,6 +69,7 @@ use bson::oid::ObjectId;
 use log::warn;
 
 use crate::breath::Breath;
+use crate::wording::count;
 
 const MAGIC: &[u8; 8] = b"MABELSP1";
 const HEADER: u64 = MAGIC.len() as u64;
@@ -97,6 +106,8 @@ pub struct Spool {
     len: u64,
     max: u64,
     waiting: VecDeque<Pending>,
+    /// The first write or flush that failed: what was being done, and the error.
+    broken: Option<(&'static str, String)>,
 }
 
 /// A breath on the spool that the database may not have yet.
@@ -132,6 +143,22 @@ pub enum Error {
         max: u64,
         waiting: usize,
         breath: Breath,
+    },
+    /// Writing or flushing `breath`'s record failed: it was measured and is not kept.
+    NotKept {
+        path: PathBuf,
+        doing: &'static str,
+        error: io::Error,
+        breath: Breath,
+    },
+    /// Marking `breath` (and `more` others) written failed: the database has them, and the
+    /// next run on the spool sends them again and meets their own `_id`.
+    Unmarked {
+        path: PathBuf,
+        doing: &'static str,
+        error: io::Error,
+        breath: Breath,
+        more: usize,
     },
 }
 
@@ -169,13 +196,73 @@ impl fmt::Display for Error {
                 breath,
             } => write!(
                 f,
-                "spool {} is full: {waiting} breaths wait in it and --spool-max-bytes is \
-                 {max}; breath {} time {} oxygen {} could not be kept",
+                "spool {} is full: {} {} in it and --spool-max-bytes is {max}; breath {} \
+                 could not be kept",
                 path.display(),
-                breath.id,
-                breath.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-                breath.oxygen
+                count(*waiting as u64, "breath"),
+                if *waiting == 1 { "waits" } else { "wait" },
+                breath.named(),
             ),
+            Error::NotKept {
+                path,
+                doing,
+                error,
+                breath,
+            } => write!(
+                f,
+                "spool {}: couldn't {doing}: {error}; breath {} could not be kept",
+                path.display(),
+                breath.named(),
+            ),
+            Error::Unmarked {
+                path,
+                doing,
+                error,
+                breath,
+                more,
+            } => {
+                let more = match more {
+                    0 => String::new(),
+                    n => format!(" (and {})", count(*n as u64, "more")),
+                };
+                write!(
+                    f,
+                    "spool {}: couldn't {doing}: {error}; breath {}{more} is in the database \
+                     but not marked written, so the next run on the spool sends it again and \
+                     meets its own _id",
+                    path.display(),
+                    breath.named(),
+                )
+            }
+        }
+    }
+}
+
+impl Error {
+    /// This failure, as the failure to keep `breath`.
+    fn keeping(self, breath: &Breath) -> Error {
+        match self {
+            Error::Io { path, doing, error } => Error::NotKept {
+                path,
+                doing,
+                error,
+                breath: breath.clone(),
+            },
+            other => other,
+        }
+    }
+
+    /// This failure, as the failure to mark `done` written.
+    fn marking(self, done: &[Pending]) -> Error {
+        match (self, done.split_first()) {
+            (Error::Io { path, doing, error }, Some((first, rest))) => Error::Unmarked {
+                path,
+                doing,
+                error,
+                breath: first.breath.clone(),
+                more: rest.len(),
+            },
+            (other, _) => other,
         }
     }
 }
@@ -215,9 +302,10 @@ impl Spool {
             .collect();
         if !waiting.is_empty() {
             warn!(
-                "spool {}: {} breaths left by an earlier run are written first, oldest first",
+                "spool {}: {} left by an earlier run {} written first, oldest first",
                 path.display(),
-                waiting.len()
+                count(waiting.len() as u64, "breath"),
+                if waiting.len() == 1 { "is" } else { "are" },
             );
         }
         let mut spool = Spool {
@@ -226,6 +314,7 @@ impl Spool {
             len: bytes.len() as u64,
             max,
             waiting,
+            broken: None,
         };
         // Drop the stale and the torn now, or give a new spool its header.
         if spool.len != spool.live_len() {
@@ -237,7 +326,7 @@ impl Spool {
     /// Puts a breath at the end of the queue, on disk, before anyone tries to write it.
     pub fn push(&mut self, breath: &Breath) -> Result<(), Error> {
         if self.len + RECORD > self.max && self.len > self.live_len() {
-            self.compact()?;
+            self.compact().map_err(|e| e.keeping(breath))?;
         }
         if self.live_len() + RECORD > self.max {
             return Err(Error::Full {
@@ -247,7 +336,8 @@ impl Spool {
                 breath: breath.clone(),
             });
         }
-        self.append(WAITING, &[breath])?;
+        self.append(WAITING, &[breath])
+            .map_err(|e| e.keeping(breath))?;
         self.waiting.push_back(Pending {
             breath: breath.clone(),
             sent_before: false,
@@ -300,13 +390,13 @@ impl Spool {
         }
         let stale = self.len - self.live_len();
         if self.len >= COMPACT_AT.min(self.max / 2) && stale >= self.live_len() {
-            return self.compact();
+            return self.compact().map_err(|e| e.marking(&done));
         }
         // With no room for the marks, the breaths are written again after a crash and meet
         // their own `_id`; the next push makes room.
         let room = (self.max.saturating_sub(self.len) / RECORD) as usize;
         let marks: Vec<&Breath> = done.iter().take(room).map(|w| &w.breath).collect();
-        self.append(WRITTEN, &marks)
+        self.append(WRITTEN, &marks).map_err(|e| e.marking(&done))
     }
 
     /// The length of a file holding only the waiting breaths.
@@ -319,22 +409,49 @@ impl Spool {
         if breaths.is_empty() {
             return Ok(());
         }
+        self.still_whole("write to it")?;
         let bytes: Vec<u8> = breaths.iter().flat_map(|b| encode(kind, b)).collect();
         let appended = (&self.file)
             .write_all(&bytes)
-            .and_then(|()| self.file.sync_data());
-        if let Err(error) = appended {
-            // Take back a partial record, so that whatever comes next starts on a boundary.
+            .map_err(|error| ("write to it", error))
+            .and_then(|()| {
+                let flushed = self.file.sync_data();
+                flushed.map_err(|error| ("flush it to disk", error))
+            });
+        if let Err((doing, error)) = appended {
+            // Take back a partial record, so that a crash now leaves no torn one before good
+            // ones; nothing is written after it, whatever the kernel now says of the file.
             let _ = self.file.set_len(self.len);
-            return Err(failed(&self.path, "write to it")(error));
+            return Err(self.break_on(doing, error));
         }
         self.len += bytes.len() as u64;
         Ok(())
     }
 
+    /// Fails with the first failure, if a write or a flush has failed before.
+    fn still_whole(&self, doing: &'static str) -> Result<(), Error> {
+        match &self.broken {
+            None => Ok(()),
+            Some((earlier, error)) => {
+                let error = io::Error::other(format!(
+                    "an earlier attempt to {earlier} failed ({error}), and mabel does not write \
+                     to a spool after that"
+                ));
+                Err(failed(&self.path, doing)(error))
+            }
+        }
+    }
+
+    /// Remembers a failed write or flush, so that the spool is not written again.
+    fn break_on(&mut self, doing: &'static str, error: io::Error) -> Error {
+        self.broken = Some((doing, error.to_string()));
+        failed(&self.path, doing)(error)
+    }
+
     /// Rewrites the file with only the waiting breaths, so that a crash at any point leaves
     /// either the old file or the new one, both whole.
     fn compact(&mut self) -> Result<(), Error> {
+        self.still_whole("rewrite it")?;
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
@@ -354,7 +471,9 @@ impl Spool {
             fs::rename(&tmp, &self.path)?;
             sync_directory_of(&self.path)
         };
-        rewrite(&file).map_err(failed(&self.path, "rewrite it"))?;
+        if let Err(error) = rewrite(&file) {
+            return Err(self.break_on("rewrite it", error));
+        }
         self.file = file;
         self.len = bytes.len() as u64;
         Ok(())

@@ -6,6 +6,14 @@
 //! 128 + the signal's number as shells do (130 for SIGINT, 143 for SIGTERM), and names the
 //! breath in flight, which may or may not be stored.
 //!
+//! While no member of the set has ever answered, a first signal stops at once too: the breath
+//! in flight cannot have been sent (`contact`), so nothing is lost by not waiting for a set
+//! that is not there, and mabel says the breath was not stored, which is then certain.
+//!
+//! A `wrote` line that cannot be written (a closed pipe, a full disk) stops the measuring as a
+//! first signal does (`stdout_failed`), so that the breath in flight is finished and those
+//! behind it stay in the spool.
+//!
 //! A thread waits for the signals (std has no signal API; signal-hook's iterator keeps the
 //! handler itself async-signal-safe) and wakes the loop's sleep between breaths at once.
 
@@ -17,6 +25,9 @@ use std::time::{Duration, Instant};
 use bson::oid::ObjectId;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+
+use crate::contact::Contact;
+use crate::output::error_line;
 
 /// The loop's side of the signal thread.
 #[derive(Clone)]
@@ -30,6 +41,8 @@ pub struct Stop {
 struct Watch {
     seen: Mutex<Seen>,
     signalled: Condvar,
+    /// Whether any breath can have reached the set yet.
+    contact: Contact,
 }
 
 /// What a signal needs to know, and what the loop needs to know of signals.
@@ -37,15 +50,20 @@ struct Watch {
 struct Seen {
     /// The first signal received, if any.
     signal: Option<i32>,
+    /// A `wrote` line could not be written.
+    stdout_failed: bool,
     /// The breath being written, if any.
     in_flight: Option<ObjectId>,
 }
 
 impl Stop {
     /// Takes over SIGINT and SIGTERM for the rest of the process.
-    pub fn install() -> io::Result<Stop> {
+    pub fn install(contact: Contact) -> io::Result<Stop> {
         let stop = Stop {
-            watch: Arc::default(),
+            watch: Arc::new(Watch {
+                contact,
+                ..Watch::default()
+            }),
         };
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         let watch = Arc::clone(&stop.watch);
@@ -60,11 +78,11 @@ impl Stop {
     }
 
     /// Sleeps for `duration`, or less if a stop is asked for. Returns the name of the signal
-    /// that asked, if one has.
+    /// that asked, if one has, or `stdout` if a `wrote` line could not be written.
     pub fn sleep(&self, duration: Duration) -> Option<&'static str> {
         let deadline = Instant::now() + duration;
         let mut seen = self.watch.lock();
-        while seen.signal.is_none() {
+        while seen.signal.is_none() && !seen.stdout_failed {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -76,7 +94,16 @@ impl Stop {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        seen.signal.map(name)
+        match seen.stdout_failed {
+            true => seen.signal.map(name).or(Some("stdout")),
+            false => seen.signal.map(name),
+        }
+    }
+
+    /// Stops the measuring as a first signal would: stdout can no longer be written.
+    pub fn stdout_failed(&self) {
+        self.watch.lock().stdout_failed = true;
+        self.watch.signalled.notify_all();
     }
 
     /// Tells the signal thread which breath a second signal would abandon.
@@ -92,25 +119,33 @@ impl Watch {
 
     fn receive(&self, signal: i32) {
         let mut seen = self.lock();
-        match seen.signal {
-            None => {
+        match (seen.signal, seen.in_flight) {
+            (None, Some(id)) if self.contact.nothing_sent() => {
+                error_line(format!(
+                    "error: stopped by {} before any member of the set answered: breath {id} \
+                     was not stored",
+                    name(signal)
+                ));
+                std::process::exit(128 + signal);
+            }
+            (None, in_flight) => {
                 seen.signal = Some(signal);
                 self.signalled.notify_all();
-                if seen.in_flight.is_some() {
-                    eprintln!(
+                if in_flight.is_some() {
+                    error_line(format!(
                         "{}: finishing the breath in flight, then stopping (again to stop now)",
                         name(signal)
-                    );
+                    ));
                 }
             }
-            Some(_) => {
-                match seen.in_flight {
-                    Some(id) => eprintln!(
+            (Some(_), in_flight) => {
+                match in_flight {
+                    Some(id) => error_line(format!(
                         "error: stopped by a second {}: breath {id} was not confirmed and may \
                          or may not be stored",
                         name(signal)
-                    ),
-                    None => eprintln!("error: stopped by a second {}", name(signal)),
+                    )),
+                    None => error_line(format!("error: stopped by a second {}", name(signal))),
                 }
                 std::process::exit(128 + signal);
             }

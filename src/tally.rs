@@ -12,6 +12,8 @@ use std::time::Duration;
 use bson::oid::ObjectId;
 use mongodb::options::ServerAddress;
 
+use crate::wording::count;
+
 /// A breath that is in the database, and what it took.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Written {
@@ -98,14 +100,6 @@ impl Tally {
             count(self.incidents, "incident"),
             self.already_written
         )
-    }
-}
-
-/// `1 breath`, `2 breaths`.
-fn count(n: u64, what: &str) -> String {
-    match n {
-        1 => format!("1 {what}"),
-        n => format!("{n} {what}s"),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Implemented: `hello`/`isMaster`, `insert`, `find`, `getMore`, `killCursors`,
 //! `listIndexes` and `createIndexes` (`indexes.rs`: single-field, or compound and not
-//! unique), `ping`, `endSessions`, `buildInfo`, and the test commands `configureFailPoint`
+//! unique), `create` and `listCollections` (`collections.rs`: collections, capped and
+//! time-series ones, views), `ping`, `endSessions`, `buildInfo`, and the test commands `configureFailPoint`
 //! (`failpoint.rs`), `replSetStepDown` and `replSetFreeze` (`stepdown.rs`).
 //! Every other command gets CommandNotFound, which a real server would not say for real
 //! commands such as `aggregate`, `count`, `update` or `delete`.
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use bson::{doc, spec::BinarySubtype, Binary, Bson, Document, RawDocumentBuf};
 
 use crate::cluster::{Role, Shared, State};
+use crate::collections::{self, Kind};
 use crate::errors;
 use crate::fail_command;
 use crate::failpoint;
@@ -71,7 +73,7 @@ pub fn handle(
     shared.settle(&mut state);
     // A write the primary was holding when it stepped down is killed with it
     // (`jstests/replsets/stepdown_kill_other_ops.js`).
-    let writes = matches!(name.as_str(), "insert" | "createIndexes");
+    let writes = matches!(name.as_str(), "insert" | "createIndexes" | "create");
     if held && writes && state.members[member].step_downs != step_downs_when_read {
         let retryable = request.body.get_i64("txnNumber").is_ok();
         let reply = errors::interrupted(retryable);
@@ -104,6 +106,8 @@ pub fn handle(
         "getMore" => get_more(&mut state, member, request),
         "killCursors" => kill_cursors(&mut state, member, request),
         "listIndexes" => indexes::list(&mut state, member, request),
+        "listCollections" => collections::list(&mut state, member, request),
+        "create" => return collections::create(shared, state, member, incarnation, request),
         "createIndexes" => {
             return index_builds::create(shared, state, member, incarnation, request)
         }
@@ -142,6 +146,10 @@ fn find(
     }
     let Some(ns) = namespace(request, "find") else {
         return done(&state, errors::invalid_namespace());
+    };
+    let ns = match viewed(&state, member, ns) {
+        Ok(ns) => ns,
+        Err(refusal) => return done(&state, refusal),
     };
     let query = match Query::parse(&request.body) {
         Ok(query) => query,
@@ -192,6 +200,26 @@ fn find(
             .cursors
             .open(&ns, results, projection, batch_size, single_batch);
     Outcome::Reply(finish(&state, member, cursor_reply(cursor)))
+}
+
+/// The collection a `find` on `ns` reads: `ns`, or for a view the collection it is on, when
+/// its pipeline is empty; the simulated set runs no pipelines.
+fn viewed(state: &State, member: usize, mut ns: String) -> Result<String, Document> {
+    let db = ns.split_once('.').map_or("", |(db, _)| db).to_string();
+    // A view of a view of ...: mongod allows a depth of 20 (`ViewGraph::kMaxViewDepth`).
+    for _ in 0..20 {
+        let store = &state.replica(member).store;
+        match store.collection(&ns).map(|c| &c.kind) {
+            Some(Kind::View { on, pipeline }) if pipeline.is_empty() => ns = format!("{db}.{on}"),
+            Some(Kind::View { .. }) => {
+                let message = "the simulated replica set does not run the pipeline of a view";
+                return Err(errors::command_error(2, message, false));
+            }
+            _ => return Ok(ns),
+        }
+    }
+    let message = "View depth too deep or view cycle detected; maximum depth is 20";
+    Err(errors::command_error(165, message, false))
 }
 
 /// Served by whichever member holds the cursor, whatever its role now: reads on a member

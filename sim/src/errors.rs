@@ -52,6 +52,10 @@ pub fn code_name(code: i32) -> Option<&'static str> {
         9001 => "SocketException",
         10058 => "LegacyNotPrimary",
         10107 => "NotWritablePrimary",
+        48 => "NamespaceExists",
+        72 => "InvalidOptions",
+        165 => "ViewDepthLimitExceeded",
+        166 => "CommandNotSupportedOnView",
         11000 => "DuplicateKey",
         11600 => "InterruptedAtShutdown",
         11601 => "Interrupted",
@@ -206,8 +210,18 @@ pub fn duplicate_key_message(ns: &str, index_name: &str, field: &str, value: &Bs
 }
 
 /// Renders a value the way the server prints it inside an error message.
-fn shell_repr(value: &Bson) -> String {
+pub fn shell_repr(value: &Bson) -> String {
     match value {
+        Bson::Binary(b) if b.subtype == bson::spec::BinarySubtype::Uuid => {
+            match <[u8; 16]>::try_from(b.bytes.as_slice()) {
+                Ok(bytes) => format!("UUID(\"{}\")", bson::Uuid::from_bytes(bytes)),
+                Err(_) => value.to_string(),
+            }
+        }
+        Bson::Array(values) => {
+            let values: Vec<String> = values.iter().map(shell_repr).collect();
+            format!("[ {} ]", values.join(", "))
+        }
         Bson::ObjectId(oid) => format!("ObjectId('{}')", oid.to_hex()),
         Bson::String(s) => format!("{s:?}"),
         Bson::Int32(n) => n.to_string(),

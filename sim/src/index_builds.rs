@@ -20,6 +20,9 @@
 //! - The reply: `numIndexesBefore`, `numIndexesAfter`, `createdCollectionAutomatically`,
 //!   `commitQuorum` (as given, else `"votingMembers"`), `note`, in that order.
 //!
+//! On a view it fails with 166, "Cannot create indexes on a view"; on a time-series collection
+//! a unique index fails with 72, "Unique indexes are not supported on time-series collections".
+//!
 //! Limits: a unique index is checked against the documents when the build starts, not at
 //! commit; indexes are on one field, or on several when they are not unique.
 
@@ -30,6 +33,7 @@ use std::time::Instant;
 use bson::{doc, Bson, Document};
 
 use crate::cluster::{Shared, State};
+use crate::collections::Kind;
 use crate::commands::{finish, is_current, max_time, namespace, raw, Outcome};
 use crate::errors;
 use crate::oplog::Op;
@@ -192,6 +196,18 @@ pub fn create<'a>(
         Err(refusal) => return done(&state, refusal),
     };
     let store = &state.replica(member).store;
+    match store.collection(&ns).map(|c| &c.kind) {
+        Some(Kind::View { .. }) => {
+            let refusal = errors::command_error(166, "Cannot create indexes on a view", false);
+            return done(&state, refusal);
+        }
+        // `timeseries_index_schema_conversion_functions.cpp`.
+        Some(Kind::TimeSeries(_)) if keys.iter().any(|(_, unique)| *unique) => {
+            let message = "Unique indexes are not supported on time-series collections";
+            return done(&state, errors::command_error(72, message, false));
+        }
+        _ => {}
+    }
     let existed = store.indexes(&ns).map(<[_]>::len);
     let empty = store.count(&ns) == 0;
     let new: Vec<Key> = keys

@@ -1,12 +1,14 @@
 //! `listIndexes`: the indexes a member holds, ready or still building (a 7.0 server lists an
 //! index being built as if it were ready, unless asked for `includeBuildUUIDs`:
-//! `src/mongo/db/catalog/list_indexes.cpp`). Building them is `index_builds`.
+//! `src/mongo/db/catalog/list_indexes.cpp`). Building them is `index_builds`. A view has no
+//! indexes: 166, "Namespace <ns> is a view, not a collection" (`catalog_raii.cpp`).
 
 use std::sync::Arc;
 
 use bson::{doc, RawDocumentBuf};
 
 use crate::cluster::State;
+use crate::collections::Kind;
 use crate::commands::{cursor_reply, namespace, raw, readable};
 use crate::errors;
 use crate::wire::Request;
@@ -18,6 +20,11 @@ pub fn list(state: &mut State, member: usize, request: &Request) -> RawDocumentB
     let Some(ns) = namespace(request, "listIndexes") else {
         return raw(errors::invalid_namespace());
     };
+    let store = &state.replica(member).store;
+    if let Some(Kind::View { .. }) = store.collection(&ns).map(|c| &c.kind) {
+        let message = format!("Namespace {ns} is a view, not a collection");
+        return raw(errors::command_error(166, &message, false));
+    }
     let Some(indexes) = state.replica(member).store.indexes(&ns) else {
         return raw(errors::command_error(
             26,

@@ -6,7 +6,8 @@
 //! awaitable and streamed, with its role, the primary it knows of, `electionId` and
 //! `topologyVersion` (`hello`); `insert` with unique-index errors, retryable-write history
 //! and write concern (`primary`, `write_concern`); `find`/`getMore` with read concern;
-//! `createIndexes` as a two-phase build (`indexes`); and the test commands
+//! `createIndexes` as a two-phase build (`indexes`); `create` and `listCollections`, with
+//! capped and time-series collections and views (`collections`); and the test commands
 //! `configureFailPoint` (`failpoint`, `fail_command`), `replSetStepDown` and `replSetFreeze`
 //! (`stepdown`).
 //!
@@ -33,6 +34,7 @@
 
 mod clock;
 mod cluster;
+mod collections;
 mod commands;
 mod cursor;
 mod election;

@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use bson::{RawDocumentBuf, Timestamp};
 
+use crate::collections::Kind;
+
 /// Where an entry sits in history: the term it was written in, then its timestamp, compared
 /// in that order as the server compares OpTimes. Two members holding an entry with the same
 /// OpTime at the same place hold the same history up to it: one primary per term (PV1 is
@@ -54,10 +56,12 @@ pub enum Op {
         doc: Arc<RawDocumentBuf>,
         statement: Option<Statement>,
     },
-    /// A collection created, explicitly or by the first write into it.
+    /// A collection or view created, explicitly (`create`) or by the first write into it,
+    /// with what it is: the oplog's `{create: <coll>, ...options}` command entry.
     Create {
         ns: String,
         uuid: bson::Uuid,
+        kind: Kind,
     },
     /// An index built in one step: on an empty or new collection.
     CreateIndex {

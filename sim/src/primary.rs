@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bson::{doc, Document, RawDocumentBuf};
 
 use crate::cluster::State;
+use crate::collections::Kind;
 use crate::errors;
 use crate::oplog::{Op, Statement};
 use crate::store::{with_id_first, DuplicateKey, History};
@@ -61,6 +62,15 @@ impl Insert {
         self.write_errors
             .push(doc! { "index": index, "code": code, "errmsg": errmsg });
         self.next += 1;
+        self.stopped = self.ordered;
+    }
+
+    /// The document at `position`, just taken, fails with `code`, as a write error; an
+    /// ordered insert stops there.
+    fn refuse_next_at(&mut self, position: usize, code: i32, errmsg: String) {
+        let index = position as i32;
+        self.write_errors
+            .push(doc! { "index": index, "code": code, "errmsg": errmsg });
         self.stopped = self.ordered;
     }
 
@@ -168,6 +178,13 @@ impl State {
             }
             let doc = with_id_first(insert.docs[position].clone());
             self.ensure_collection(member, term, &ns);
+            if let Some((code, errmsg)) = self.replica(member).store.refusal(&ns, &doc) {
+                insert.refuse_next_at(position, code, errmsg);
+                if insert.stopped {
+                    return;
+                }
+                continue;
+            }
             if let Err(dup) = self.replica(member).store.check(&ns, &doc) {
                 insert.write_errors.push(dup.write_error(position));
                 if insert.ordered {
@@ -202,6 +219,7 @@ impl State {
                 Op::Create {
                     ns: ns.to_string(),
                     uuid,
+                    kind: Kind::Regular,
                 },
             );
         }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use bson::{doc, oid::ObjectId, Bson, Document, RawBson, RawDocumentBuf, Timestamp};
 
+use crate::collections::Kind;
 use crate::errors;
 use crate::oplog::{Entry, Op, Statement};
 use crate::query::{index_key, lookup, to_bson};
@@ -28,10 +29,13 @@ pub struct Store {
 
 pub struct Collection {
     pub uuid: bson::Uuid,
+    pub kind: Kind,
     docs: Vec<Arc<RawDocumentBuf>>,
     /// The timestamp of the entry that inserted each document, ascending.
     stamps: Vec<Timestamp>,
-    /// Index 0 is always `_id_`.
+    /// The bytes of its documents, which a capped collection keeps under its size.
+    bytes: i64,
+    /// Index 0 is `_id_`, except on a time-series collection or a view, which have none.
     indexes: Vec<Index>,
 }
 
@@ -87,12 +91,30 @@ pub enum History {
 }
 
 impl Collection {
-    fn new(uuid: bson::Uuid) -> Collection {
+    /// A new collection of `kind`: with its `_id` index, unless it is a view or time-series,
+    /// which gets the index on its `metaField` and `timeField` that 6.3+ creates by itself
+    /// (https://www.mongodb.com/docs/manual/core/timeseries/timeseries-secondary-index/).
+    fn new(uuid: bson::Uuid, kind: Kind) -> Collection {
+        let indexes = match &kind {
+            Kind::Regular | Kind::Capped { .. } => vec![Index::new("_id", 1, true)],
+            Kind::TimeSeries(ts) => match &ts.meta_field {
+                Some(meta) => {
+                    let mut index = Index::new(meta, 1, false);
+                    index.rest = vec![(ts.time_field.clone(), 1)];
+                    index.name = format!("{meta}_1_{}_1", ts.time_field);
+                    vec![index]
+                }
+                None => Vec::new(),
+            },
+            Kind::View { .. } => Vec::new(),
+        };
         Collection {
             uuid,
+            kind,
             docs: Vec::new(),
             stamps: Vec::new(),
-            indexes: vec![Index::new("_id", 1, true)],
+            bytes: 0,
+            indexes,
         }
     }
 
@@ -117,13 +139,54 @@ impl Collection {
         Ok(())
     }
 
-    /// Adds a document `check` accepted.
+    /// Adds a document `check` accepted; a capped collection then deletes its oldest
+    /// documents until it holds no more than `max` of them and `size` bytes.
     fn insert(&mut self, doc: Arc<RawDocumentBuf>, ts: Timestamp) {
         for index in self.indexes.iter_mut().filter(|i| i.unique) {
             index.keys.insert(index_key(lookup(&doc, &index.field)));
         }
+        self.bytes += doc.as_bytes().len() as i64;
         self.docs.push(doc);
         self.stamps.push(ts);
+        let Kind::Capped { size, max } = self.kind else {
+            return;
+        };
+        let mut over = 0;
+        let mut bytes = self.bytes;
+        while over < self.docs.len()
+            && ((max > 0 && (self.docs.len() - over) as i64 > max) || bytes > size)
+        {
+            bytes -= self.docs[over].as_bytes().len() as i64;
+            over += 1;
+        }
+        for gone in self.docs.drain(..over) {
+            for index in self.indexes.iter_mut().filter(|i| i.unique) {
+                index.keys.remove(&index_key(lookup(&gone, &index.field)));
+            }
+        }
+        self.stamps.drain(..over);
+        self.bytes = bytes;
+    }
+
+    /// Why this collection takes no `doc` at all, whatever its indexes say: the code and
+    /// message of the write error.
+    fn refusal(&self, ns: &str, doc: &RawDocumentBuf) -> Option<(i32, String)> {
+        match &self.kind {
+            Kind::Regular => None,
+            Kind::View { .. } => Some((166, format!("Namespace {ns} is a view, not a collection"))),
+            Kind::Capped { size, .. } => (doc.as_bytes().len() as i64 > *size)
+                .then(|| (2, "object to insert exceeds cappedMaxSize".to_string())),
+            Kind::TimeSeries(ts) => {
+                let time = lookup(doc, &ts.time_field);
+                (!matches!(time, Some(bson::RawBsonRef::DateTime(_)))).then(|| {
+                    let message = format!(
+                        "'{}' must be present and contain a valid BSON UTC datetime value",
+                        ts.time_field
+                    );
+                    (2, message)
+                })
+            }
+        }
     }
 }
 
@@ -180,20 +243,40 @@ impl Store {
         }
     }
 
+    /// Why the namespace takes no `doc` whatever its indexes say (a view, a time-series
+    /// measurement without its time, a document larger than a capped collection): the code
+    /// and message of the write error.
+    pub fn refusal(&self, ns: &str, doc: &RawDocumentBuf) -> Option<(i32, String)> {
+        self.collections.get(ns)?.refusal(ns, doc)
+    }
+
+    /// The collection or view `ns`, if it exists.
+    pub fn collection(&self, ns: &str) -> Option<&Collection> {
+        self.collections.get(ns)
+    }
+
+    /// The collections and views of database `db`, by their names in it.
+    pub fn collections_in(&self, db: &str) -> Vec<(&str, &Collection)> {
+        self.collections
+            .iter()
+            .filter_map(|(ns, c)| Some((ns.strip_prefix(db)?.strip_prefix('.')?, c)))
+            .collect()
+    }
+
     /// Applies an oplog entry. Entries come from a primary that checked them against the
     /// same data, so none can fail here.
     pub fn apply(&mut self, entry: &Entry) {
         match &entry.op {
             Op::Insert { ns, doc, statement } => {
-                self.collection(ns).insert(Arc::clone(doc), entry.optime.ts);
+                self.created(ns).insert(Arc::clone(doc), entry.optime.ts);
                 if let Some(statement) = statement {
                     self.record(statement);
                 }
             }
-            Op::Create { ns, uuid } => {
+            Op::Create { ns, uuid, kind } => {
                 self.collections
                     .entry(ns.clone())
-                    .or_insert_with(|| Collection::new(*uuid));
+                    .or_insert_with(|| Collection::new(*uuid, kind.clone()));
             }
             Op::CreateIndex { ns, key, unique } => {
                 self.create_any_index(ns, key, *unique)
@@ -257,10 +340,10 @@ impl Store {
 
     /// The collection, created by the `Create` entry the primary logs before the first
     /// write into it.
-    fn collection(&mut self, ns: &str) -> &mut Collection {
+    fn created(&mut self, ns: &str) -> &mut Collection {
         self.collections
             .entry(ns.to_string())
-            .or_insert_with(|| Collection::new(bson::Uuid::new()))
+            .or_insert_with(|| Collection::new(bson::Uuid::new(), Kind::Regular))
     }
 
     fn record(&mut self, statement: &Statement) {
@@ -290,7 +373,7 @@ impl Store {
         if let Some(duplicate) = self.duplicate_for(ns, field, direction, unique) {
             return Err(duplicate);
         }
-        let collection = self.collection(ns);
+        let collection = self.created(ns);
         if unique {
             for doc in &collection.docs {
                 index.keys.insert(index_key(lookup(doc, field)));
@@ -347,7 +430,7 @@ impl Store {
     /// `<field>_<direction>` joined by `_`, so `{time: 1, _id: 1}` is `time_1__id_1`.
     /// Returns whether the index is new.
     pub fn create_compound_index(&mut self, ns: &str, key: &[(String, i32)]) -> bool {
-        let collection = self.collection(ns);
+        let collection = self.created(ns);
         let name = key
             .iter()
             .map(|(field, direction)| format!("{field}_{direction}"))

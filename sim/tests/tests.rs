@@ -3,6 +3,7 @@
 //! per theme.
 
 mod by_itself;
+mod collections;
 mod driver;
 mod elections;
 mod index_builds;

@@ -246,6 +246,7 @@ mod tests {
         let by_time = by_time(&docs);
         let settings = AuditSettings {
             uri: String::new(),
+            uri_from: "--uri",
             db: "mabel".into(),
             collection: "breaths".into(),
             since: None,

@@ -18,7 +18,8 @@
 //! state a batch is the one breath just measured.
 //!
 //! A first SIGINT or SIGTERM stops the measuring; the writer finishes the batch in flight, as
-//! without a spool, and leaves the others waiting in the spool for the next run.
+//! without a spool, and leaves the others waiting in the spool for the next run. So does a
+//! `wrote` line that cannot be written: the writer marks the batch it wrote, and ends.
 
 use std::panic;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -30,13 +31,13 @@ use log::warn;
 use super::{Pending, Spool};
 use crate::breath::Breath;
 use crate::error::{Error, Failure};
-use crate::tally::Tally;
+use crate::wording::count;
 use crate::Writer;
 
 /// A spool, and the thread that writes its oldest breaths.
 pub struct Drain {
     handoff: Arc<Handoff>,
-    writer: JoinHandle<Tally>,
+    writer: JoinHandle<Writer>,
 }
 
 /// What the writer does once the spool is empty.
@@ -84,7 +85,7 @@ impl Drain {
                 if let Err(error) = write_oldest_first(&handoff, &mut writer, batch) {
                     handoff.lock().failed = Some(error);
                 }
-                writer.tally
+                writer
             })
         };
         Drain { handoff, writer }
@@ -103,14 +104,14 @@ impl Drain {
     }
 
     /// Stops the writer once every breath is written, or, after the signal `stopped_by`, once
-    /// the batch in hand is, and hands back its tally.
-    pub fn finish(self, stopped_by: Option<&str>) -> Result<Tally, Error> {
+    /// the batch in hand is, and hands the writer back.
+    pub fn finish(self, stopped_by: Option<&str>) -> Result<Writer, Error> {
         self.handoff.lock().phase = match stopped_by {
             Some(_) => Phase::Stopping,
             None => Phase::Draining,
         };
         self.handoff.changed.notify_one();
-        let tally = self
+        let writer = self
             .writer
             .join()
             .unwrap_or_else(|panic| panic::resume_unwind(panic));
@@ -118,14 +119,16 @@ impl Drain {
         if let Some(error) = held.failed.take() {
             return Err(error);
         }
-        if held.spool.waiting() > 0 {
+        let waiting = held.spool.waiting();
+        if waiting > 0 {
             warn!(
-                "{} breaths wait in spool {}; the next run on it writes them first",
-                held.spool.waiting(),
+                "{} {} in spool {}; the next run on it writes them first",
+                count(waiting as u64, "breath"),
+                if waiting == 1 { "waits" } else { "wait" },
                 held.spool.path().display()
             );
         }
-        Ok(tally)
+        Ok(writer)
     }
 }
 
@@ -169,14 +172,17 @@ fn write_oldest_first(handoff: &Handoff, writer: &mut Writer, most: usize) -> Re
             held.spool.waiting()
         };
         catching_up.wrote(written.len(), waiting);
+        if writer.stdout_failed() {
+            return Ok(());
+        }
         match result {
             Ok(()) => {}
             Err(failure @ Failure::GaveUp { .. }) => warn!(
-                "Waiting: {waiting} breaths in the spool; breath {} (the oldest): {failure}; \
-                 trying it again",
+                "Waiting: {} in the spool; breath {} (the oldest): {failure}; trying it again",
+                count(waiting as u64, "breath"),
                 failure.breath()
             ),
-            Err(failure) => return Err(Error::CouldntWrite(failure)),
+            Err(failure) => return Err(Error::from(failure)),
         }
     }
     Ok(())
@@ -200,11 +206,13 @@ impl CatchingUp {
         if waiting <= 1 {
             if self.said.is_some() {
                 let took = now.duration_since(since).as_secs_f64();
-                warn!("caught up: {so_far} breaths written in {took:.1} s");
+                let so_far = count(so_far as u64, "breath");
+                warn!("caught up: {so_far} written in {took:.1} s");
             }
             *self = CatchingUp::default();
         } else if now.duration_since(self.said.unwrap_or(since)) >= Duration::from_secs(1) {
-            warn!("catching up: {so_far} breaths written, {waiting} left");
+            let so_far = count(so_far as u64, "breath");
+            warn!("catching up: {so_far} written, {waiting} left");
             self.said = Some(now);
         }
     }

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
@@ -14,9 +15,22 @@ use bson::Document;
 /// A running `mabel`; killed if dropped before it finishes.
 pub struct Mabel {
     child: Child,
+    started: Instant,
     lines: Receiver<String>,
     stdout: Vec<String>,
+    /// Each line of stderr as it comes, with when it came.
+    stderr_lines: Receiver<(Duration, String)>,
     stderr: Option<JoinHandle<String>>,
+}
+
+/// What becomes of mabel's stdout.
+pub enum Stdout {
+    /// The test reads every line.
+    Read,
+    /// The test reads this many lines, then closes the pipe, as `mabel run | head -2` does.
+    ClosedAfter(usize),
+    /// Elsewhere, such as `/dev/full`.
+    To(Stdio),
 }
 
 /// How a `mabel` process ended.
@@ -69,34 +83,93 @@ impl Mabel {
     /// Starts `mabel <args>` with `--uri uri`; `MONGODB_URI` and `RUST_LOG` are cleared so the
     /// test alone decides.
     pub fn start(uri: &str, args: &[&str]) -> Mabel {
-        let mut child = command()
-            .args(args)
-            .args(["--uri", uri])
-            .stdout(Stdio::piped())
+        let mut command = command();
+        command.args(args).args(["--uri", uri]);
+        Mabel::spawn(command)
+    }
+
+    /// Starts `command` (mabel, or mabel under another program) with its stdout and stderr
+    /// read by the test.
+    pub fn spawn(command: Command) -> Mabel {
+        Mabel::spawn_to(command, Stdout::Read)
+    }
+
+    /// The same, with stdout read only so far, or going elsewhere.
+    pub fn spawn_to(mut command: Command, stdout: Stdout) -> Mabel {
+        // A group of its own, so that `kill` takes mabel with it when it runs under strace,
+        // which does not kill its tracee when it is killed.
+        command.process_group(0);
+        let (into, most) = match stdout {
+            Stdout::Read => (Stdio::piped(), Some(usize::MAX)),
+            Stdout::ClosedAfter(n) => (Stdio::piped(), Some(n)),
+            Stdout::To(stdio) => (stdio, None),
+        };
+        let mut child = command
+            .stdout(into)
             .stderr(Stdio::piped())
             .spawn()
             .expect("the mabel binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let started = Instant::now();
+        let stderr = child.stderr.take().expect("stderr is piped");
         let (send, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
+        if let (Some(stdout), Some(most)) = (child.stdout.take(), most) {
+            // Reads `most` lines, then lets the pipe go, as `head` does.
+            thread::spawn(move || {
+                let lines = BufReader::new(stdout).lines().map_while(Result::ok);
+                for line in lines.take(most) {
+                    if send.send(line).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
+        let (send, stderr_lines) = mpsc::channel();
         let stderr = thread::spawn(move || {
             let mut text = String::new();
+            let mut stderr = BufReader::new(stderr);
+            let mut line = String::new();
+            while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let _ = send.send((started.elapsed(), line.trim_end().to_string()));
+                text.push_str(&line);
+                line.clear();
+            }
             let _ = stderr.read_to_string(&mut text);
             text
         });
         Mabel {
             child,
+            started,
             lines,
             stdout: Vec::new(),
+            stderr_lines,
             stderr: Some(stderr),
         }
+    }
+
+    /// Waits for a line on stderr that contains `text`, and returns it with how long after
+    /// the start it came; panics after `limit`.
+    pub fn wait_for_stderr(&mut self, text: &str, limit: Duration) -> (String, Duration) {
+        let deadline = self.started + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok((at, line)) if line.contains(text) => return (line, at),
+                Ok(_) => {}
+                Err(_) => {
+                    let outcome = self.kill();
+                    panic!("no line with {text:?} on stderr within {limit:?}: {outcome:#?}")
+                }
+            }
+        }
+    }
+
+    /// Kills mabel's process group: mabel, and whatever it runs under.
+    fn kill_group(&self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
     }
 
     /// Waits until mabel has confirmed `n` breaths in all; panics after `limit`.
@@ -156,6 +229,7 @@ impl Mabel {
     }
 
     pub fn kill(&mut self) -> Outcome {
+        self.kill_group();
         let _ = self.child.kill();
         let status = self.child.wait().expect("wait on mabel");
         self.outcome(status.code())
@@ -183,6 +257,9 @@ impl std::fmt::Debug for Mabel {
 
 impl Drop for Mabel {
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill_group();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
