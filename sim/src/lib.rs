@@ -59,6 +59,7 @@ mod write_concern;
 pub use cluster::{Phase, Role};
 pub use events::{Event, Kind};
 pub use settings::Timers;
+pub use stepdown::HandOver;
 
 use std::io;
 use std::net::TcpListener;
@@ -88,6 +89,8 @@ pub struct MemberStatus {
     pub hung: bool,
     pub isolated: bool,
     pub term: i64,
+    /// How long after the primary wrote an entry it copies it (`set_lag`).
+    pub lag: Duration,
     /// The number of entries in its oplog, and the time of the newest.
     pub entries: usize,
     pub last_write: Option<bson::Timestamp>,
@@ -126,11 +129,15 @@ impl ReplicaSet {
     }
 
     /// On the given ports of 127.0.0.1 (0 for any), as the simulator binary does; fails if
-    /// one cannot be listened on.
+    /// one cannot be listened on, with an error that names it.
     pub fn listen(ports: &[u16], set_name: &str, timers: Timers) -> io::Result<ReplicaSet> {
+        let bind = |port: u16| {
+            TcpListener::bind(("127.0.0.1", port))
+                .map_err(|e| io::Error::new(e.kind(), format!("127.0.0.1:{port}: {e}")))
+        };
         let listeners = ports
             .iter()
-            .map(|&port| TcpListener::bind(("127.0.0.1", port)))
+            .map(|&port| bind(port))
             .collect::<io::Result<Vec<TcpListener>>>()?;
         let ports = listeners
             .iter()
@@ -174,10 +181,7 @@ impl ReplicaSet {
 
     /// The writable primary of the newest term, if there is one.
     pub fn writable_primary(&self) -> Option<usize> {
-        let state = self.state();
-        state
-            .primary()
-            .filter(|&p| state.writable_term(p) == Some(state.term()))
+        self.state().writable_primary()
     }
 
     /// Waits (a watchdog, not a timing) until the set has a writable primary, and returns it.
@@ -223,7 +227,8 @@ impl ReplicaSet {
     }
 
     /// The primary steps down now, as when told to, and is not frozen: connections stay
-    /// open, as on 4.2+. On a scripted set there is no primary until `elect`.
+    /// open, as on 4.2+. On a scripted set there is no primary until `elect`. For the
+    /// graceful step-down an administrator asks for, see `hand_over`.
     pub fn step_down(&self) {
         let mut state = self.shared.lock();
         if let Some(primary) = state.primary() {
@@ -231,6 +236,20 @@ impl ReplicaSet {
         }
         drop(state);
         self.shared.changed.notify_all();
+    }
+
+    /// As `{replSetStepDown: step_down, secondaryCatchUpPeriodSecs: catch_up}` sent to the
+    /// writable primary, what `rs.stepDown()` sends: waits up to `catch_up` for a secondary
+    /// that holds the primary's newest write, steps the primary down, keeps it from standing
+    /// for `step_down`, and hands over to that secondary, which stands at once. Returns the
+    /// member that stepped down.
+    pub fn hand_over(&self, step_down: Duration, catch_up: Duration) -> Result<usize, HandOver> {
+        let state = self.state();
+        let primary = state.writable_primary().ok_or(HandOver::NotPrimary)?;
+        let periods = (step_down, catch_up);
+        let (state, handed) = stepdown::hand_over(&self.shared, state, primary, periods, false);
+        drop(state);
+        handed.map(|()| primary)
     }
 
     /// `member` wins an election now: it catches up from the members it reaches, becomes
@@ -306,19 +325,35 @@ impl ReplicaSet {
     /// holds writes the primary's history does not rolls them back (`rolled_back` keeps
     /// them); then all catch up.
     pub fn heal(&self) {
+        let cut_off: Vec<usize> = {
+            let state = self.shared.lock();
+            (0..state.members.len())
+                .filter(|&m| state.members[m].replica.isolated)
+                .collect()
+        };
+        self.reconnect(&cut_off);
+    }
+
+    /// Ends the partition of `member` alone, as `heal` does; nothing if it is not cut off.
+    pub fn heal_member(&self, member: usize) {
+        if self.shared.lock().members[member].replica.isolated {
+            self.reconnect(&[member]);
+        }
+    }
+
+    fn reconnect(&self, cut_off: &[usize]) {
         let mut state = self.shared.lock();
         let now = Instant::now();
-        let cut_off: Vec<usize> = (0..state.members.len())
-            .filter(|&m| state.members[m].replica.isolated)
-            .collect();
-        for &member in &cut_off {
-            state.members[member].replica.isolated = false;
+        for &member in cut_off {
+            let replica = &mut state.members[member].replica;
+            replica.isolated = false;
+            replica.catching_up = Some(0);
         }
         for member in 0..state.members.len() {
             state.restart_heartbeats(member, now);
         }
         drop(state);
-        for member in cut_off {
+        for &member in cut_off {
             self.control(member, "can reach the others again");
         }
         self.settle();
@@ -349,7 +384,11 @@ impl ReplicaSet {
     /// Requests held by `hang` are then answered, late, on whatever connections survive,
     /// and the member's overdue timers fire.
     pub fn unhang(&self, member: usize) {
-        self.shared.lock().members[member].hung = false;
+        let mut state = self.shared.lock();
+        let m = &mut state.members[member];
+        m.hung = false;
+        m.replica.catching_up = Some(0);
+        drop(state);
         self.control(member, "answers again");
         self.settle();
     }
@@ -473,6 +512,7 @@ impl ReplicaSet {
                 hung: m.hung,
                 isolated: m.replica.isolated,
                 term: m.term,
+                lag: m.replica.lag,
                 entries: m.replica.oplog.len(),
                 last_write: m.replica.last().map(|o| o.ts),
             })
