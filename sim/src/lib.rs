@@ -211,6 +211,7 @@ impl ReplicaSet {
     /// Like a crashed process: the port and every connection close, nothing answers. Its
     /// oplog and data survive, and so do its term and its vote.
     pub fn kill(&self, member: usize) {
+        self.settle();
         member::kill(&self.shared, member);
         self.control(member, "was killed");
     }
@@ -302,6 +303,7 @@ impl ReplicaSet {
     /// until it has heard from no one for an election timeout and steps down; the others
     /// elect one of their own meanwhile.
     pub fn isolate(&self, member: usize) {
+        self.settle();
         self.shared.lock().members[member].replica.isolated = true;
         self.control(member, "was cut off from the others");
     }
@@ -377,6 +379,7 @@ impl ReplicaSet {
     /// `hello` and heartbeats included, and runs none of its timers, until `unhang` or
     /// `kill`: a stopped process (`docker pause`, SIGSTOP).
     pub fn hang(&self, member: usize) {
+        self.settle();
         self.shared.lock().members[member].hung = true;
         self.control(member, "hangs");
     }
@@ -526,6 +529,9 @@ impl ReplicaSet {
         state
     }
 
+    /// Brings the set up to now. A control that changes a member calls it first, so that
+    /// what was due before it (a heartbeat that the clock thread of a busy machine has not
+    /// fired yet) happens to the set as it was, not as the control leaves it.
     fn settle(&self) {
         let mut state = self.shared.lock();
         self.shared.settle(&mut state);
