@@ -22,7 +22,8 @@
 //!
 //! Tests steer it as a person would a real set (kill, revive, hang, cut off, slow down,
 //! `replSetStepDown`, fail points), or, on a set made `scripted`, elect and step down at
-//! exact moments themselves. What happens is kept as events (`events`).
+//! exact moments themselves. What happens is kept as events (`events`), which the
+//! `mabel-sim` program (`src/bin/mabel-sim/`) prints for a person running mabel against it.
 //!
 //! Not modelled: authentication, TLS, compression, transactions, any command beyond those
 //! above (others get CommandNotFound, where a real server would not), priority and catch-up
