@@ -20,4 +20,5 @@ mod partition;
 mod randomized_failover;
 mod refused_writes;
 mod server_faults;
+mod simulator;
 mod spool;

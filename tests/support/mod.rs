@@ -1,7 +1,9 @@
-//! What mabel's tests share: the binary runner (`mabel`), the set a test writes to, simulated
-//! or real (`target`, `real`), and spool files with a backlog in them (`spool_file`).
+//! What mabel's tests share: the binary runner (`mabel`), the Makefile run on the simulator
+//! (`make`), the set a test writes to, simulated or real (`target`, `real`), and spool files
+//! with a backlog in them (`spool_file`).
 
 pub mod mabel;
+pub mod make;
 pub mod real;
 pub mod spool_file;
 pub mod target;
