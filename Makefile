@@ -1,12 +1,20 @@
 # mabel: write Mabel's breaths to a local three-member replica set, then break it.
 #
 #   make run        start the set if needed, run mabel with its spool in data/ (ARGS="...")
-#   make failover   kill the primary's container, in another terminal, while mabel runs
+#   make sim-up     what `run` starts when no Docker engine answers: mabel-sim, a simulated set
+#   make failover   kill the primary, in another terminal, while mabel runs
 #   make revive     start the killed member again
+#   make partition  cut the primary off from the others, mabel still reaching it (simulator)
+#   make heal       end the partition
+#   make down       stop the set: the simulator, or the compose set
 #   make test       formatting, clippy and the test suite (what CI runs)
 #   make bench      every bench-* target: results in benches/results.md, charts in benches/*.svg
-#   make demo       the seed's story in one go: write, fail over, revive, stop, audit
+#   make demo       the seed's story in one go: write, fail over, revive, partition, audit
 #   make test-real  the integration tests against the compose set instead of the fake
+#
+# up, down, clean, status, failover, revive, stepdown, partition, heal and demo act on the
+# simulator while its pid file names a live process, else on the compose set. run and demo
+# start the simulator when no Docker engine answers, and nothing on that path needs Docker.
 
 # Compose: the `docker compose` plugin if it answers, else docker-compose; found once, here.
 # `make up COMPOSE="podman compose"` chooses another.
@@ -19,9 +27,28 @@ MEMBERS := mongo1 mongo2 mongo3
 ARGS ?=
 # Where `make demo` keeps mabel's output.
 DEMO_LOG ?= demo.log
-MABEL ?= target/release/mabel
+# Where the simulator keeps its pid, its event log and its control socket, and mabel its spool.
+DATA ?= data
 # Where mabel keeps breaths until the set has them; `make run SPOOL=` runs without a spool.
-SPOOL ?= data/spool
+SPOOL ?= $(DATA)/spool
+# The simulator's ports on 127.0.0.1 (the compose set's, so mabel's default URI reaches it)
+# and its election timeout: mongod's 10s, which `ELECTION_TIMEOUT=2s` shortens for a quick
+# look (heartbeats and the heartbeat timeout scale with it).
+PORTS ?= 27017,27018,27019
+ELECTION_TIMEOUT ?= 10s
+# The cargo profile built for the simulator's targets: release, or dev for the tests, whose
+# binaries `cargo test` has just built.
+PROFILE ?= release
+BIN := target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
+MABEL ?= $(BIN)/mabel
+SIM ?= $(BIN)/mabel-sim
+SIM_PID := $(DATA)/sim.pid
+SIM_LOG := $(DATA)/sim.log
+SIM_CTL = $(SIM) ctl --control $(DATA)/sim.sock
+comma := ,
+SIM_URI := mongodb://127.0.0.1:$(subst $(comma),$(comma)127.0.0.1:,$(PORTS))/?replicaSet=rs0
+# Seconds between the steps of `make demo` on the simulator.
+DEMO_PAUSE ?= 5
 # Seconds `up` (and so `run`) waits for the set to have a primary.
 PRIMARY_WAIT ?= 60
 # The benchmarks `make bench` runs, one after the other; add a new bench-<name> target here.
@@ -54,28 +81,61 @@ NEED_COMPOSE = \
 	fi; \
 	if ! $(COMPOSE) ps >/dev/null 2>&1; then \
 		echo "make: '$(COMPOSE) ps' failed: no Docker engine answers; start Docker" \
-			"(Docker Desktop, or 'sudo systemctl start docker')" >&2; \
+			"(Docker Desktop, or 'sudo systemctl start docker'), or 'make run' uses the simulator" >&2; \
 		exit 1; \
 	fi
 
-.PHONY: help run up down clean status failover stepdown revive test test-real lint fmt demo bench \
-	$(BENCHES)
+# Whether a Docker engine answers Compose, without a word: `run` and `demo` choose by it.
+ENGINE_ANSWERS = { [ -n '$(COMPOSE)' ] && $(COMPOSE) ps >/dev/null 2>&1; }
+
+# live PID: the process runs. Where no init reaps orphans, a simulator that has exited
+# lingers as a zombie, which `kill -0` still finds, so its state is read too: from /proc,
+# else from ps.
+LIVE = live() { \
+	kill -0 "$$1" 2>/dev/null && \
+	case "$$( { sed 's/.*) //' "/proc/$$1/stat" || ps -o stat= -p "$$1"; } 2>/dev/null | tr -d ' ')" in \
+		Z*|X*) false;; \
+	esac; \
+}
+SIM_RUNNING = { [ -f '$(SIM_PID)' ] && live "$$(cat '$(SIM_PID)')"; }
+
+# The set the targets below act on: `sim` while the simulator's pid file names a live
+# process, else `compose`.
+ON := $(shell $(LIVE); if $(SIM_RUNNING); then echo sim; else echo compose; fi)
+
+SET_TARGETS := up down clean status failover stepdown revive partition heal
+.PHONY: help run demo test test-real lint fmt bench $(BENCHES) $(SET_TARGETS) \
+	$(addprefix compose-,run demo $(SET_TARGETS)) \
+	$(addprefix sim-,build run demo $(SET_TARGETS)) auto-run auto-demo
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
-	@echo "  also: up, down, clean (down and delete the data), status, stepdown, lint, fmt,"
+	@echo "  also: up, clean (down and delete the data), status, stepdown, lint, fmt,"
 	@echo "        $(BENCHES) (one benchmark each)"
 
-run: up
+$(SET_TARGETS): %: $(ON)-%
+
+# With no simulator running: the compose set when a Docker engine answers, else the
+# simulator, started in the background and left running (make down stops it). `STARTS=sim-up`
+# makes the simulator a prerequisite of sim-run and sim-demo, so that one make builds once
+# and starts it first.
+run: $(if $(filter sim,$(ON)),sim-run,auto-run)
+
+auto-run:
+	@if $(ENGINE_ANSWERS); then exec $(MAKE) --no-print-directory compose-run; fi; \
+	echo "no Docker engine answers: running against mabel-sim, a simulated replica set (not MongoDB); start Docker for the real one"; \
+	exec $(MAKE) --no-print-directory sim-run STARTS=sim-up
+
+compose-run: compose-up
 	$(if $(SPOOL),mkdir -p $(dir $(SPOOL)))
 	cargo run --release -- run $(if $(SPOOL),--spool $(SPOOL)) $(ARGS)
 
 # The seed's story, scripted: mabel writes a breath a second in the background, the primary
 # is killed after 10 s and started again 20 s later, mabel is stopped with SIGINT (it finishes
 # the breath in flight and prints a summary), and the audit checks what this run stored.
-# One shell, so that it can wait for mabel; no $(MAKE) in it, so that `make -n demo` only
-# prints it.
-demo: up
+# One shell, so that it can wait for mabel; no $(MAKE) in it, so that `make -n compose-demo`
+# only prints it.
+compose-demo: compose-up
 	cargo build --release
 	@$(SET_FUNCS); \
 	since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); \
@@ -95,7 +155,7 @@ demo: up
 	echo "mabel exited with $$status"; \
 	$(MABEL) audit --since $$since
 
-up:
+compose-up:
 	@$(NEED_COMPOSE)
 	$(COMPOSE) up -d
 	@$(SET_FUNCS); \
@@ -110,15 +170,15 @@ up:
 	done; \
 	echo "primary: $$p"
 
-down:
+compose-down:
 	@$(NEED_COMPOSE)
 	$(COMPOSE) down
 
-clean:
+compose-clean:
 	@$(NEED_COMPOSE)
 	$(COMPOSE) down -v
 
-status:
+compose-status:
 	@$(NEED_COMPOSE)
 	@$(SET_FUNCS); \
 	for svc in mongo1 mongo2 mongo3; do \
@@ -128,7 +188,7 @@ status:
 	echo "no member answers; is the set up? (make up)" >&2; \
 	exit 1
 
-failover:
+compose-failover:
 	@$(NEED_COMPOSE)
 	@$(SET_FUNCS); \
 	p=$$(primary) || { echo "no primary found; is the set up? (make up)" >&2; exit 1; }; \
@@ -137,7 +197,7 @@ failover:
 
 # replSetStepDown makes the primary ineligible for 10 s; older servers close the shell's
 # connection when they step down, so the result is judged by who is primary afterwards.
-stepdown:
+compose-stepdown:
 	@$(NEED_COMPOSE)
 	@$(SET_FUNCS); \
 	old=$$(primary) || { echo "no primary found; is the set up? (make up)" >&2; exit 1; }; \
@@ -150,9 +210,147 @@ stepdown:
 	echo "$$old did not hand over to another member within 20s" >&2; \
 	exit 1
 
-revive:
+compose-revive:
 	@$(NEED_COMPOSE)
 	$(COMPOSE) start $(MEMBERS)
+
+# The compose set's three mongod share one network namespace, so nothing cuts one member off
+# from the others while this machine still reaches it.
+compose-partition compose-heal:
+	@echo "make: the compose set cannot cut its primary off from the others while mabel" \
+		"still reaches it (its mongod share one network namespace); $(@:compose-%=%) works" \
+		"on the simulator" >&2; \
+	exit 1
+
+# The simulator: mabel-sim, a simulated replica set (not MongoDB), in the background on
+# $(PORTS), its pid in $(SIM_PID), its events in $(SIM_LOG), steered through its control
+# socket. Nothing here needs Docker.
+sim-build:
+	cargo build --profile $(PROFILE) --workspace --bins
+
+sim-up: sim-build
+	@mkdir -p $(DATA); $(LIVE); \
+	if $(SIM_RUNNING); then echo "mabel-sim is running (pid $$(cat $(SIM_PID)))"; exit 0; fi; \
+	nohup $(SIM) --ports $(PORTS) --election-timeout $(ELECTION_TIMEOUT) \
+		--control $(DATA)/sim.sock </dev/null >$(SIM_LOG) 2>&1 & pid=$$!; \
+	echo $$pid >$(SIM_PID); \
+	tries=0; until $(SIM_CTL) status >/dev/null 2>&1; do \
+		if ! live $$pid || [ $$tries -ge 100 ]; then \
+			kill $$pid 2>/dev/null; rm -f $(SIM_PID); cat $(SIM_LOG) >&2; exit 1; \
+		fi; \
+		tries=$$((tries + 1)); sleep 0.1; \
+	done; \
+	echo "mabel-sim (pid $$pid): a simulated replica set (not MongoDB) on $(SIM_URI)," \
+		"election timeout $(ELECTION_TIMEOUT); its events: tail -f $(SIM_LOG)"
+
+sim-run: sim-build $(STARTS)
+	$(if $(SPOOL),mkdir -p $(dir $(SPOOL)))
+	MONGODB_URI='$(SIM_URI)' $(MABEL) run $(if $(SPOOL),--spool $(SPOOL)) $(ARGS)
+
+# `quit` through the socket, else SIGTERM, else SIGKILL: no process is left behind.
+sim-down:
+	@$(LIVE); pid=$$(cat $(SIM_PID) 2>/dev/null); \
+	if [ -z "$$pid" ]; then echo "mabel-sim is not running"; exit 0; fi; \
+	$(SIM_CTL) quit >/dev/null 2>&1 || kill $$pid 2>/dev/null; \
+	tries=0; while live $$pid; do \
+		tries=$$((tries + 1)); \
+		if [ $$tries -eq 50 ]; then kill -KILL $$pid 2>/dev/null; fi; \
+		if [ $$tries -ge 100 ]; then echo "mabel-sim (pid $$pid) does not stop" >&2; exit 1; fi; \
+		sleep 0.1; \
+	done; \
+	rm -f $(SIM_PID); \
+	echo "mabel-sim (pid $$pid) stopped; the set's data is gone"
+
+# Its data is in memory: down deletes it.
+sim-clean: sim-down
+
+sim-status:
+	@$(SIM_CTL) status
+
+sim-failover:
+	@$(SIM_CTL) kill primary && echo "the others elect a new primary after the election timeout;" \
+		"make revive starts it again"
+
+sim-revive:
+	@$(SIM_CTL) revive all
+
+sim-stepdown:
+	@$(SIM_CTL) stepdown
+
+sim-partition:
+	@$(SIM_CTL) isolate primary && echo "the others elect one of their own after the election" \
+		"timeout, and the primary steps down; make heal ends the partition"
+
+sim-heal:
+	@$(SIM_CTL) heal all
+
+# The seed's story on the simulator, unattended and on its own timers: mabel writes a breath
+# a second; the primary is killed and the others elect by themselves an election timeout
+# later; it is started again; the new primary is cut off from the others while mabel still
+# reaches it, the others elect, and when the partition heals it rolls back the breath only it
+# held, which mabel wrote again on the new primary (w: "majority"); mabel is stopped with
+# SIGINT, and the audit checks the breaths of this run. Its exit code is the audit's. mabel's
+# lines are stamped as they arrive (its warnings keep their own time) and printed with the
+# simulator's events, in time order.
+#   status_has RE     the simulator's status has a line matching RE
+#   primary           the member that is primary of the newest term
+#   wait_for WHAT RE  waits up to $(PRIMARY_WAIT) s for a status line matching RE
+#   stop WHY          stops mabel and the demo, saying why
+demo: $(if $(filter sim,$(ON)),sim-demo,auto-demo)
+
+auto-demo:
+	@if $(ENGINE_ANSWERS); then exec $(MAKE) --no-print-directory compose-demo; fi; \
+	echo "no Docker engine answers: the demo runs on mabel-sim, a simulated replica set (not MongoDB)"; \
+	status=0; $(MAKE) --no-print-directory sim-demo STARTS=sim-up || status=$$?; \
+	$(LIVE); if $(SIM_RUNNING); then $(MAKE) --no-print-directory sim-down; fi; \
+	exit $$status
+
+sim-demo: sim-build $(STARTS)
+	@status_has() { $(SIM_CTL) status | grep -q "$$1"; }; \
+	primary() { $(SIM_CTL) status | sed -n 's/^member \([0-9]\) (.*) PRIMARY.*, term \([0-9]*\),.*/\2 \1/p' \
+		| sort -n | tail -1 | cut -d' ' -f2; }; \
+	wait_for() { \
+		deadline=$$(( $$(date +%s) + $(PRIMARY_WAIT) )); \
+		until status_has "$$2"; do \
+			if [ "$$(date +%s)" -ge "$$deadline" ]; then stop "no $$1 after $(PRIMARY_WAIT) s"; fi; \
+			sleep 0.2; \
+		done; \
+	}; \
+	stop() { echo "make demo: $$1" >&2; kill -INT $$mabel; wait $$mabel; exit 1; }; \
+	mkdir -p $(DATA); \
+	since=$$(date -u +%Y-%m-%dT%H:%M:%S.000Z); \
+	fifo=$(DATA)/demo.fifo; rm -f $$fifo; mkfifo $$fifo; \
+	$(SIM) stamp mabel <$$fifo >$(DEMO_LOG) & stamp=$$!; \
+	MONGODB_URI='$(SIM_URI)' $(MABEL) run --interval 1 >$$fifo 2>&1 & mabel=$$!; \
+	echo "mabel is writing (pid $$mabel, output in $(DEMO_LOG)); the primary dies in $(DEMO_PAUSE) s"; \
+	sleep $(DEMO_PAUSE); \
+	old=$$(primary); \
+	$(SIM_CTL) kill $$old || stop "no primary to kill"; \
+	echo "member $$old was the primary; the others elect a new one by themselves, an election" \
+		"timeout ($(ELECTION_TIMEOUT)) after they last heard from it"; \
+	wait_for "new primary" "^member [^$$old] .* PRIMARY, term"; \
+	sleep $(DEMO_PAUSE); \
+	$(SIM_CTL) revive $$old; \
+	wait_for "member $$old back" "^member $$old .* SECONDARY"; \
+	sleep $(DEMO_PAUSE); \
+	cut=$$(primary); \
+	$(SIM_CTL) isolate $$cut || stop "no primary to cut off"; \
+	echo "member $$cut is the primary; the others elect one of their own, and it steps down," \
+		"an election timeout from now; mabel's next breath waits on it for a majority"; \
+	wait_for "step-down of member $$cut" "^member $$cut .* SECONDARY"; \
+	wait_for "new primary" "^member [^$$cut] .* PRIMARY, term"; \
+	sleep $(DEMO_PAUSE); \
+	$(SIM_CTL) heal all; \
+	wait_for "member $$cut caught up" "^member $$cut .* SECONDARY"; \
+	sleep $(DEMO_PAUSE); \
+	echo "stopping mabel with SIGINT"; \
+	kill -INT $$mabel; \
+	status=0; wait $$mabel || status=$$?; wait $$stamp; rm -f $$fifo; \
+	echo "== mabel and the simulated set, in time order"; \
+	awk -v since="$$since" '/^[0-9][0-9][0-9][0-9]-/ && $$1 >= since' $(SIM_LOG) \
+		| sort -s -k1,1 - $(DEMO_LOG); \
+	echo "mabel exited with $$status"; \
+	MONGODB_URI='$(SIM_URI)' $(MABEL) audit --since $$since
 
 test: lint
 	cargo test --workspace
@@ -162,7 +360,7 @@ test: lint
 # Tests that need what only the fake can do print "skipped: <test>: <reason>"; the list of
 # those and the tally of the rest end the output.
 TEST_URI ?= mongodb://127.0.0.1:27017,127.0.0.1:27018,127.0.0.1:27019/?replicaSet=rs0&heartbeatFrequencyMS=500
-test-real: up
+test-real: compose-up
 	@mkdir -p target; \
 	{ MABEL_TEST_URI='$(TEST_URI)' COMPOSE='$(COMPOSE)' \
 		cargo test --no-fail-fast --tests -- --test-threads=1 --nocapture 2>&1; echo $$? >target/test-real.status; } \

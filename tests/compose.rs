@@ -9,12 +9,12 @@ use std::process::{Command, Output};
 use crate::support::real::Compose;
 
 /// A directory of the test's own with the stub in it; removed when dropped.
-struct Stub {
+pub struct Stub {
     dir: PathBuf,
 }
 
 impl Stub {
-    fn new(test: &str, engine_answers: bool) -> Stub {
+    pub fn new(test: &str, engine_answers: bool) -> Stub {
         let dir = std::env::temp_dir().join(format!("mabel-compose-{test}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("make the stub's directory");
@@ -39,12 +39,12 @@ impl Stub {
         Stub { dir }
     }
 
-    fn program(&self) -> String {
+    pub fn program(&self) -> String {
         self.dir.join("compose").display().to_string()
     }
 
     /// Each call, one line of arguments.
-    fn calls(&self) -> Vec<String> {
+    pub fn calls(&self) -> Vec<String> {
         let calls = fs::read_to_string(self.dir.join("calls")).unwrap_or_default();
         calls.lines().map(str::to_string).collect()
     }
@@ -56,11 +56,14 @@ impl Drop for Stub {
     }
 }
 
-/// `make -s <target> COMPOSE=<compose>` in the project, outside any make running this test.
+/// `make -s <target> COMPOSE=<compose>` in the project, outside any make running this test,
+/// with `DATA` where no simulator runs, so that the targets act on Compose.
 fn make(target: &str, compose: &str) -> Output {
+    let no_simulator = concat!(env!("CARGO_TARGET_TMPDIR"), "/compose-no-simulator");
     Command::new("make")
         .args(["-s", "-C", env!("CARGO_MANIFEST_DIR"), target])
         .arg(format!("COMPOSE={compose}"))
+        .arg(format!("DATA={no_simulator}"))
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS")
         .env_remove("MAKELEVEL")
@@ -154,4 +157,31 @@ fn make_says_in_one_line_when_compose_or_an_engine_is_missing() {
     let line = first_error_line(&dead);
     assert!(line.contains("no Docker engine answers"), "{line}");
     assert_eq!(stub.calls(), ["ps"], "nothing else is tried");
+}
+
+#[test]
+fn make_partition_and_heal_say_in_one_line_that_the_compose_set_cannot() {
+    let stub = Stub::new("partition", true);
+    for target in ["partition", "heal"] {
+        let output = make(target, &stub.program());
+        assert!(!output.status.success(), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let line = first_error_line(&output);
+        assert!(
+            line.starts_with("make: the compose set cannot cut its primary off"),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("{target} works on the simulator")),
+            "{line}"
+        );
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| !l.starts_with("make: ***"))
+                .count(),
+            1
+        );
+    }
+    assert_eq!(stub.calls(), Vec::<String>::new(), "Compose is not called");
 }

@@ -24,5 +24,6 @@ mod partition;
 mod randomized_failover;
 mod refused_writes;
 mod server_faults;
+mod simulator;
 mod spool;
 mod stdout;

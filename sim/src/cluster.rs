@@ -338,6 +338,12 @@ impl State {
             .max_by_key(|&m| self.members[m].term)
     }
 
+    /// The writable primary of the newest term, if there is one.
+    pub fn writable_primary(&self) -> Option<usize> {
+        self.primary()
+            .filter(|&p| self.writable_term(p) == Some(self.term()))
+    }
+
     /// Moves `member` to `role` and says so: its topology version changes, and whoever waits
     /// for that (an awaitable `hello`) is told when the lock is let go. Its election timer is
     /// cancelled, and set again if it is now a secondary (`_updateMemberStateFromTopologyCoordinator`

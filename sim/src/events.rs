@@ -1,6 +1,7 @@
 //! What happened to the set, in order: a member killed or revived, an election won, a
-//! step-down and why, a rollback. The simulator prints each as a line beside mabel's, and
-//! tests and benchmarks read when, for instance, a new primary began to take writes.
+//! step-down and why, a rollback, a member caught up. The simulator prints each as a line
+//! beside mabel's, and tests and benchmarks read when, for instance, a new primary began to
+//! take writes.
 
 use std::fmt;
 use std::sync::mpsc::Sender;
@@ -29,6 +30,10 @@ pub enum Kind {
     SteppedDown { reason: &'static str },
     /// It threw away `writes` entries the others never had.
     RolledBack { writes: usize },
+    /// Back after being down, hung or cut off, it holds all the primary holds, having copied
+    /// `writes` it missed. No mongod log line says this for a secondary; it is the moment
+    /// `rs.status()` would first show it with the primary's optime.
+    CaughtUp { writes: usize },
     /// A person or a test did this to the member.
     Control(&'static str),
 }
@@ -48,35 +53,54 @@ impl Event {
     }
 }
 
+/// "member 1 won the election for term 2".
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.member;
-        match &self.kind {
+        write!(f, "member {} {}", self.member, self.kind)
+    }
+}
+
+/// What happened, without the member: "won the election for term 2", so that the simulator
+/// can name the member its own way.
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Kind::Role { role, term } => match role {
                 Role::Primary(Phase::CatchUp) => {
-                    write!(f, "member {m} is primary of term {term}, catching up")
+                    write!(f, "is primary of term {term}, catching up")
                 }
-                Role::Primary(Phase::Drain) => {
-                    write!(f, "member {m} is primary of term {term}, draining")
-                }
+                Role::Primary(Phase::Drain) => write!(f, "is primary of term {term}, draining"),
                 Role::Primary(Phase::Writable) => {
-                    write!(f, "member {m} is primary of term {term} and takes writes")
+                    write!(f, "is primary of term {term} and takes writes")
                 }
-                role => write!(f, "member {m} is {}", role.name()),
+                role => write!(f, "is {}", role.name()),
             },
-            Kind::Elected { term } => write!(f, "member {m} won the election for term {term}"),
-            Kind::Lost { term, votes } => write!(
-                f,
-                "member {m} stood for term {term} and lost ({votes} of 3 votes)"
-            ),
-            Kind::SteppedDown { reason } => write!(f, "member {m} stepped down: {reason}"),
+            Kind::Elected { term } => write!(f, "won the election for term {term}"),
+            Kind::Lost { term, votes } => {
+                write!(f, "stood for term {term} and lost ({votes} of 3 votes)")
+            }
+            Kind::SteppedDown { reason } => write!(f, "stepped down: {reason}"),
             Kind::RolledBack { writes } => write!(
                 f,
-                "member {m} rolled back {writes} {} the others never had",
-                if *writes == 1 { "write" } else { "writes" }
+                "rolled back {} the others never had",
+                count(*writes, "write")
             ),
-            Kind::Control(what) => write!(f, "member {m} {what}"),
+            Kind::CaughtUp { writes } => write!(
+                f,
+                "caught up with the primary, copying {} it had missed",
+                count(*writes, "write")
+            ),
+            Kind::Control(what) => f.write_str(what),
         }
+    }
+}
+
+/// "1 write", "3 writes".
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 

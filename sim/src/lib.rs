@@ -23,7 +23,8 @@
 //!
 //! Tests steer it as a person would a real set (kill, revive, hang, cut off, slow down,
 //! `replSetStepDown`, fail points), or, on a set made `scripted`, elect and step down at
-//! exact moments themselves. What happens is kept as events (`events`).
+//! exact moments themselves. What happens is kept as events (`events`), which the
+//! `mabel-sim` program (`src/bin/mabel-sim/`) prints for a person running mabel against it.
 //!
 //! Not modelled: authentication, TLS, compression, transactions, any command beyond those
 //! above (others get CommandNotFound, where a real server would not), priority and catch-up
@@ -61,6 +62,7 @@ mod write_concern;
 pub use cluster::{Phase, Role};
 pub use events::{Event, Kind};
 pub use settings::Timers;
+pub use stepdown::HandOver;
 
 use std::io;
 use std::net::TcpListener;
@@ -90,6 +92,8 @@ pub struct MemberStatus {
     pub hung: bool,
     pub isolated: bool,
     pub term: i64,
+    /// How long after the primary wrote an entry it copies it (`set_lag`).
+    pub lag: Duration,
     /// The number of entries in its oplog, and the time of the newest.
     pub entries: usize,
     pub last_write: Option<bson::Timestamp>,
@@ -128,11 +132,15 @@ impl ReplicaSet {
     }
 
     /// On the given ports of 127.0.0.1 (0 for any), as the simulator binary does; fails if
-    /// one cannot be listened on.
+    /// one cannot be listened on, with an error that names it.
     pub fn listen(ports: &[u16], set_name: &str, timers: Timers) -> io::Result<ReplicaSet> {
+        let bind = |port: u16| {
+            TcpListener::bind(("127.0.0.1", port))
+                .map_err(|e| io::Error::new(e.kind(), format!("127.0.0.1:{port}: {e}")))
+        };
         let listeners = ports
             .iter()
-            .map(|&port| TcpListener::bind(("127.0.0.1", port)))
+            .map(|&port| bind(port))
             .collect::<io::Result<Vec<TcpListener>>>()?;
         let ports = listeners
             .iter()
@@ -176,10 +184,7 @@ impl ReplicaSet {
 
     /// The writable primary of the newest term, if there is one.
     pub fn writable_primary(&self) -> Option<usize> {
-        let state = self.state();
-        state
-            .primary()
-            .filter(|&p| state.writable_term(p) == Some(state.term()))
+        self.state().writable_primary()
     }
 
     /// Waits (a watchdog, not a timing) until the set has a writable primary, and returns it.
@@ -209,6 +214,7 @@ impl ReplicaSet {
     /// Like a crashed process: the port and every connection close, nothing answers. Its
     /// oplog and data survive, and so do its term and its vote.
     pub fn kill(&self, member: usize) {
+        self.settle();
         member::kill(&self.shared, member);
         self.control(member, "was killed");
     }
@@ -225,7 +231,8 @@ impl ReplicaSet {
     }
 
     /// The primary steps down now, as when told to, and is not frozen: connections stay
-    /// open, as on 4.2+. On a scripted set there is no primary until `elect`.
+    /// open, as on 4.2+. On a scripted set there is no primary until `elect`. For the
+    /// graceful step-down an administrator asks for, see `hand_over`.
     pub fn step_down(&self) {
         let mut state = self.shared.lock();
         if let Some(primary) = state.primary() {
@@ -233,6 +240,20 @@ impl ReplicaSet {
         }
         drop(state);
         self.shared.changed.notify_all();
+    }
+
+    /// As `{replSetStepDown: step_down, secondaryCatchUpPeriodSecs: catch_up}` sent to the
+    /// writable primary, what `rs.stepDown()` sends: waits up to `catch_up` for a secondary
+    /// that holds the primary's newest write, steps the primary down, keeps it from standing
+    /// for `step_down`, and hands over to that secondary, which stands at once. Returns the
+    /// member that stepped down.
+    pub fn hand_over(&self, step_down: Duration, catch_up: Duration) -> Result<usize, HandOver> {
+        let state = self.state();
+        let primary = state.writable_primary().ok_or(HandOver::NotPrimary)?;
+        let periods = (step_down, catch_up);
+        let (state, handed) = stepdown::hand_over(&self.shared, state, primary, periods, false);
+        drop(state);
+        handed.map(|()| primary)
     }
 
     /// `member` wins an election now: it catches up from the members it reaches, becomes
@@ -285,6 +306,7 @@ impl ReplicaSet {
     /// until it has heard from no one for an election timeout and steps down; the others
     /// elect one of their own meanwhile.
     pub fn isolate(&self, member: usize) {
+        self.settle();
         self.shared.lock().members[member].replica.isolated = true;
         self.control(member, "was cut off from the others");
     }
@@ -308,19 +330,35 @@ impl ReplicaSet {
     /// holds writes the primary's history does not rolls them back (`rolled_back` keeps
     /// them); then all catch up.
     pub fn heal(&self) {
+        let cut_off: Vec<usize> = {
+            let state = self.shared.lock();
+            (0..state.members.len())
+                .filter(|&m| state.members[m].replica.isolated)
+                .collect()
+        };
+        self.reconnect(&cut_off);
+    }
+
+    /// Ends the partition of `member` alone, as `heal` does; nothing if it is not cut off.
+    pub fn heal_member(&self, member: usize) {
+        if self.shared.lock().members[member].replica.isolated {
+            self.reconnect(&[member]);
+        }
+    }
+
+    fn reconnect(&self, cut_off: &[usize]) {
         let mut state = self.shared.lock();
         let now = Instant::now();
-        let cut_off: Vec<usize> = (0..state.members.len())
-            .filter(|&m| state.members[m].replica.isolated)
-            .collect();
-        for &member in &cut_off {
-            state.members[member].replica.isolated = false;
+        for &member in cut_off {
+            let replica = &mut state.members[member].replica;
+            replica.isolated = false;
+            replica.catching_up = Some(0);
         }
         for member in 0..state.members.len() {
             state.restart_heartbeats(member, now);
         }
         drop(state);
-        for member in cut_off {
+        for &member in cut_off {
             self.control(member, "can reach the others again");
         }
         self.settle();
@@ -344,6 +382,7 @@ impl ReplicaSet {
     /// `hello` and heartbeats included, and runs none of its timers, until `unhang` or
     /// `kill`: a stopped process (`docker pause`, SIGSTOP).
     pub fn hang(&self, member: usize) {
+        self.settle();
         self.shared.lock().members[member].hung = true;
         self.control(member, "hangs");
     }
@@ -351,7 +390,11 @@ impl ReplicaSet {
     /// Requests held by `hang` are then answered, late, on whatever connections survive,
     /// and the member's overdue timers fire.
     pub fn unhang(&self, member: usize) {
-        self.shared.lock().members[member].hung = false;
+        let mut state = self.shared.lock();
+        let m = &mut state.members[member];
+        m.hung = false;
+        m.replica.catching_up = Some(0);
+        drop(state);
         self.control(member, "answers again");
         self.settle();
     }
@@ -475,6 +518,7 @@ impl ReplicaSet {
                 hung: m.hung,
                 isolated: m.replica.isolated,
                 term: m.term,
+                lag: m.replica.lag,
                 entries: m.replica.oplog.len(),
                 last_write: m.replica.last().map(|o| o.ts),
             })
@@ -488,6 +532,9 @@ impl ReplicaSet {
         state
     }
 
+    /// Brings the set up to now. A control that changes a member calls it first, so that
+    /// what was due before it (a heartbeat that the clock thread of a busy machine has not
+    /// fired yet) happens to the set as it was, not as the control leaves it.
     fn settle(&self) {
         let mut state = self.shared.lock();
         self.shared.settle(&mut state);

@@ -110,6 +110,7 @@ impl State {
         m.frozen_until = None;
         m.topology = TopologyVersion::new();
         m.replica.committed = 0;
+        m.replica.catching_up = Some(0);
         m.peers = (0..count).map(|_| Peer::unknown(now)).collect();
         m.role = Role::Startup;
         m.role_since = now;

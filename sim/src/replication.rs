@@ -47,6 +47,9 @@ pub struct Replica {
     pub lag: Duration,
     /// Cut off from the other members; clients still reach it.
     pub isolated: bool,
+    /// Back from being down, hung or cut off and not yet holding all the primary holds: the
+    /// writes copied since. Only for the `CaughtUp` event; replication ignores it.
+    pub catching_up: Option<usize>,
 }
 
 /// Documents rolled back, by namespace, in the order they left.
@@ -135,6 +138,7 @@ impl State {
                 pass |= self.advance_commit_point(member);
             }
             if !pass {
+                self.note_caught_up();
                 return moved;
             }
             moved = true;
@@ -187,10 +191,38 @@ impl State {
             return true;
         }
         let copied = !due.is_empty();
+        let replica = self.replica_mut(member);
         for entry in due {
-            self.replica_mut(member).append(entry);
+            if let (Some(writes), Op::Insert { .. }) = (&mut replica.catching_up, &entry.op) {
+                *writes += 1;
+            }
+            replica.append(entry);
         }
         copied
+    }
+
+    /// Says so of each member back from an absence that now holds the newest entry of the
+    /// writable primary it reaches; one elected meanwhile caught up as it was elected.
+    fn note_caught_up(&mut self) {
+        let primary = self.writable_primary();
+        for member in 0..self.members.len() {
+            let Some(writes) = self.replica(member).catching_up else {
+                continue;
+            };
+            let role = self.members[member].role;
+            if role.is_primary() {
+                self.replica_mut(member).catching_up = None;
+                continue;
+            }
+            let caught_up = primary.is_some_and(|p| {
+                self.linked(member, p) && self.replica(member).last() >= self.replica(p).last()
+            });
+            if role == Role::Secondary && self.can_act(member) && caught_up {
+                self.replica_mut(member).catching_up = None;
+                let event = Event::new(member, Kind::CaughtUp { writes });
+                self.events.push(event);
+            }
+        }
     }
 
     /// Truncates `member`'s oplog to `common` entries and rebuilds its data from what is

@@ -30,7 +30,7 @@ use crate::wire::Request;
 /// `{replSetStepDown: <secs>, secondaryCatchUpPeriodSecs, force}`.
 pub fn step_down(
     shared: &Shared,
-    mut state: MutexGuard<'_, State>,
+    state: MutexGuard<'_, State>,
     member: usize,
     request: &Request,
 ) -> Outcome {
@@ -41,36 +41,81 @@ pub fn step_down(
         Ok(periods) => periods,
         Err(reply) => return done(&state, reply),
     };
+    let periods = (
+        Duration::from_secs(step_down_secs),
+        Duration::from_secs(catch_up_secs),
+    );
+    match hand_over(shared, state, member, periods, force) {
+        (state, Ok(())) => done(&state, doc! { "ok": 1.0 }),
+        (state, Err(HandOver::NoneCaughtUp(_))) => {
+            let when = bson::DateTime::now()
+                .try_to_rfc3339_string()
+                .unwrap_or_default();
+            let message = format!(
+                "No electable secondaries caught up as of {when}. Please use the \
+                 replSetStepDown command with the argument {{force: true}} to force node \
+                 to step down."
+            );
+            done(&state, error(262, "ExceededTimeLimit", &message))
+        }
+        (state, Err(HandOver::NotPrimary)) => done(&state, not_primary()),
+    }
+}
+
+/// Why a step-down without `force` did not happen.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HandOver {
+    /// The member is no writable primary.
+    NotPrimary,
+    /// No secondary held the primary's newest write within the catch-up period.
+    NoneCaughtUp(Duration),
+}
+
+impl std::fmt::Display for HandOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandOver::NotPrimary => f.write_str("no writable primary to step down"),
+            HandOver::NoneCaughtUp(period) => write!(
+                f,
+                "no secondary caught up with the primary within {} s, so it stays primary",
+                period.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// What `replSetStepDown` does once its arguments are checked: without `force`, waits up to
+/// the catch-up period for a secondary that holds the primary's newest entry; then steps
+/// `member` down, keeps it from standing for the step-down period, and, without `force`,
+/// hands over: the caught-up secondary stands at once (`replSetStepUp`).
+pub fn hand_over<'a>(
+    shared: &'a Shared,
+    mut state: MutexGuard<'a, State>,
+    member: usize,
+    (step_down, catch_up): (Duration, Duration),
+    force: bool,
+) -> (MutexGuard<'a, State>, Result<(), HandOver>) {
     if state.writable_term(member).is_none() {
-        let reply = error(
-            10107,
-            "NotWritablePrimary",
-            "not primary so can't step down",
-        );
-        return done(&state, reply);
+        return (state, Err(HandOver::NotPrimary));
     }
     if !force {
-        let deadline = Instant::now() + Duration::from_secs(catch_up_secs);
+        let deadline = Instant::now() + catch_up;
         while caught_up(&state, member).is_none() {
             let now = Instant::now();
             if now >= deadline || state.shutting_down {
-                let when = bson::DateTime::now()
-                    .try_to_rfc3339_string()
-                    .unwrap_or_default();
-                let message = format!(
-                    "No electable secondaries caught up as of {when}. Please use the \
-                     replSetStepDown command with the argument {{force: true}} to force node \
-                     to step down."
-                );
-                return done(&state, error(262, "ExceededTimeLimit", &message));
+                return (state, Err(HandOver::NoneCaughtUp(catch_up)));
             }
             state = shared.wait(state, deadline - now);
             shared.settle(&mut state);
         }
+        // The wait let go of the lock: the member may have stepped down meanwhile.
+        if state.writable_term(member).is_none() {
+            return (state, Err(HandOver::NotPrimary));
+        }
     }
     let now = Instant::now();
     state.step_down(member, StepDown::Command, now);
-    state.members[member].frozen_until = Some(now + Duration::from_secs(step_down_secs));
+    state.members[member].frozen_until = Some(now + step_down);
     if !force {
         // The handoff: `replSetStepUp`, a real election without the timer or a dry run.
         if let Some(candidate) = caught_up(&state, member).filter(|&c| state.electable(c, now)) {
@@ -78,7 +123,15 @@ pub fn step_down(
         }
     }
     shared.changed.notify_all();
-    done(&state, doc! { "ok": 1.0 })
+    (state, Ok(()))
+}
+
+fn not_primary() -> Document {
+    error(
+        10107,
+        "NotWritablePrimary",
+        "not primary so can't step down",
+    )
 }
 
 /// `{replSetFreeze: <secs>}`: the member will not stand for election for `secs`; 0 unfreezes.

@@ -1,7 +1,8 @@
 //! The set acting by itself, on its own timers (a 200 ms election timeout): a dead or cut-off
 //! primary is replaced, a primary that hears from no majority steps down and its waiting
-//! writes fail, a restarted member passes through STARTUP2 and RECOVERING, and the members'
-//! knowledge of one another comes from heartbeats, as on a real set.
+//! writes fail, a restarted member passes through STARTUP2 and RECOVERING and says when it
+//! has caught up, a step-down hands over, and the members' knowledge of one another comes
+//! from heartbeats, as on a real set.
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,8 @@ use mongodb::error::ErrorKind;
 use mongodb::options::ReadPreference;
 use mongodb::options::SelectionCriteria;
 
-use crate::driver::{breath, breaths, direct, w1, write_concern_code, COLL, DB};
-use mabel_sim::{Kind, Phase, ReplicaSet, Role, Timers};
+use crate::driver::{breath, breaths, direct, w1, wait_for, write_concern_code, COLL, DB};
+use mabel_sim::{HandOver, Kind, Phase, ReplicaSet, Role, Timers};
 
 const WATCHDOG: Duration = Duration::from_secs(20);
 
@@ -256,4 +257,84 @@ fn a_secondary_forgets_a_dead_primary_at_once_and_a_hung_one_only_after_the_hear
         !hello(&set, 1).contains_key("primary"),
         "a refusing member is marked down by the next heartbeat"
     );
+}
+
+/// The `CaughtUp` events so far, by member.
+fn caught_up(set: &ReplicaSet) -> Vec<(usize, usize)> {
+    set.events()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            Kind::CaughtUp { writes } => Some((e.member, writes)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_back_from_an_absence_says_when_it_has_caught_up_and_what_it_copied() {
+    let set = ReplicaSet::start();
+    let coll = breaths(&set.uri());
+    coll.insert_one(breath()).run().expect("write");
+    set.kill(2);
+    for _ in 0..3 {
+        coll.insert_one(breath())
+            .run()
+            .expect("written by two members");
+    }
+    assert_eq!(caught_up(&set), [], "nobody is back yet");
+    set.revive(2);
+    set.wait_for_role(2, Role::Secondary, WATCHDOG);
+    wait_for(|| !caught_up(&set).is_empty(), "member 2 to catch up");
+    assert_eq!(caught_up(&set), [(2, 3)]);
+    assert_eq!(set.documents_on(2, DB, COLL).len(), 4);
+
+    // Cut off, it falls behind again; healed, it copies what it missed, and says so once.
+    set.isolate(1);
+    coll.insert_one(breath()).run().expect("written by 0 and 2");
+    set.heal();
+    wait_for(|| caught_up(&set).len() == 2, "member 1 to catch up");
+    assert_eq!(caught_up(&set), [(2, 3), (1, 1)]);
+    coll.insert_one(breath()).run().expect("write");
+    assert_eq!(
+        caught_up(&set).len(),
+        2,
+        "an up-to-date member says nothing"
+    );
+}
+
+#[test]
+fn hand_over_steps_the_primary_down_and_a_caught_up_secondary_takes_over_at_once() {
+    // Elections by timer a minute off: only the handoff can elect.
+    let set = ReplicaSet::with_timers(Timers::with_election_timeout(Duration::from_secs(60)));
+    breaths(&set.uri())
+        .insert_one(breath())
+        .run()
+        .expect("write");
+    let step_down = Duration::from_secs(10);
+    let old = set
+        .hand_over(step_down, Duration::from_secs(5))
+        .expect("a caught-up secondary");
+    assert_eq!(old, 0);
+    let new = set.wait_for_primary(Duration::from_secs(5));
+    assert_ne!(new, 0);
+    let reason = set.events().into_iter().find_map(|e| match e.kind {
+        Kind::SteppedDown { reason } if e.member == 0 => Some(reason),
+        _ => None,
+    });
+    assert_eq!(reason, Some("replSetStepDown"));
+
+    // With no secondary to hand over to, the primary stays.
+    set.kill(if new == 1 { 2 } else { 1 });
+    set.set_lag(0, Duration::from_secs(60));
+    breaths(&set.uri())
+        .insert_one(breath())
+        .write_concern(w1())
+        .run()
+        .expect("w: 1");
+    let refused = set.hand_over(step_down, Duration::from_millis(300));
+    assert_eq!(
+        refused,
+        Err(HandOver::NoneCaughtUp(Duration::from_millis(300)))
+    );
+    assert_eq!(set.writable_primary(), Some(new));
 }

@@ -2,6 +2,7 @@
 //! it can trust what it says about failover, duplicates and reads. One test binary, a module
 //! per theme.
 
+mod binary;
 mod by_itself;
 mod collections;
 mod driver;
