@@ -6,9 +6,11 @@
 //! - `serverSelectionTimeoutMS` is `--retry-wait`: an attempt that finds no writable primary
 //!   waits for one at most that long, and starts the moment the driver sees one.
 //! - `heartbeatFrequencyMS=500` (the driver's minimum) and `connectTimeoutMS=2000` bound how
-//!   long a hung primary, one that keeps its sockets open and never answers, can hold a write:
-//!   a heartbeat that times out clears the pool and fails the write in about five seconds,
-//!   where the defaults (10 s, 10 s) allow about seventeen.
+//!   long a hung primary, one that keeps its sockets open and never answers, can hold a write.
+//!   Against a 4.4+ server the driver's monitor streams (awaitable `hello`) and waits
+//!   `connectTimeoutMS` plus `heartbeatFrequencyMS` for the next reply; when that times out it
+//!   clears the pool and interrupts the writes waiting there (mongodb 3.9.1
+//!   `src/sdam/monitor.rs`, `src/cmap/worker.rs`): after 2.5 s here, 20 s with the defaults.
 //!
 //! A URI that sets `heartbeatFrequencyMS`, `connectTimeoutMS` or `w` keeps its own value.
 //!

@@ -6,7 +6,7 @@
 //! awaitable and streamed, with its role, the primary it knows of, `electionId` and
 //! `topologyVersion` (`hello`); `insert` with unique-index errors, retryable-write history
 //! and write concern (`primary`, `write_concern`); `find`/`getMore` with read concern;
-//! `createIndexes` as a two-phase build (`indexes`); `create` and `listCollections`, with
+//! `createIndexes` as a two-phase build (`index_builds`); `create` and `listCollections`, with
 //! capped and time-series collections and views (`collections`); and the test commands
 //! `configureFailPoint` (`failpoint`, `fail_command`), `replSetStepDown` and `replSetFreeze`
 //! (`stepdown`).
@@ -19,7 +19,7 @@
 //! has its own oplog and data and replicates as mongod does (`replication`): the commit point
 //! follows the majority, a primary cut off goes on taking writes until it steps down, and a
 //! member that rejoins with writes the new primary never saw rolls them back. A restarted
-//! member passes through STARTUP2 and RECOVERING before it is a SECONDARY again.
+//! member passes through STARTUP, STARTUP2 and RECOVERING before it is a SECONDARY again.
 //!
 //! Tests steer it as a person would a real set (kill, revive, hang, cut off, slow down,
 //! `replSetStepDown`, fail points), or, on a set made `scripted`, elect and step down at
@@ -30,8 +30,11 @@
 //! above (others get CommandNotFound, where a real server would not), priority and catch-up
 //! takeovers (all members have priority 1, and catch-up is instant), initial sync, tag sets,
 //! arbiters, reconfiguration, an oplog that runs out, partitions other than one member cut
-//! off from both others, and the `NoWritesPerformed` label. Set `FAKE_RS_LOG=1` to print every
-//! command each member receives to stderr.
+//! off from both others, the `NoWritesPerformed` label, time-series buckets (measurements are
+//! kept as inserted) and view pipelines, and the overload labels of 8.2 and later (a 7.0
+//! server never sends them). How long a restart and an index build take are guesses from the
+//! server's code, not measurements. Set `FAKE_RS_LOG=1` to print every command each member
+//! receives to stderr.
 
 mod clock;
 mod cluster;
