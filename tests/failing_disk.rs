@@ -42,15 +42,7 @@ fn run_failing(
 /// Exit 1, no panic, and one `error:` line, the last, about the spool: `why`, then the breath
 /// named with its time and oxygen. Returns that breath.
 fn named_breath(outcome: &Outcome, why: &str) -> ObjectId {
-    assert_eq!(outcome.code, Some(1), "{outcome:#?}");
-    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
-    let errors = outcome
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .count();
-    assert_eq!(errors, 1, "{}", outcome.stderr);
-    let last = outcome.stderr.lines().last().unwrap_or_default();
+    let last = outcome.the_error_line(1);
     let (_, after) = last
         .split_once(why)
         .unwrap_or_else(|| panic!("{last:?} does not say {why:?}"));

@@ -52,17 +52,8 @@ fn primary_killed_and_the_set_elects_another() {
 fn primary_killed_with_the_drivers_own_retry_off() {
     let target = Target::start();
     let primary = target.wait_for_primary(WATCHDOG);
-    let uri = format!("{}&retryWrites=false", target.uri());
-    let args = [
-        "run",
-        "--interval",
-        "0.05",
-        "--count",
-        "30",
-        "--db",
-        target.db(),
-    ];
-    let mut mabel = Mabel::start(&uri, &args);
+    let args = ["run", "--interval", "0.05", "--count", "30"];
+    let mut mabel = target.mabel_with("&retryWrites=false", &args);
     mabel.wait_for_breaths(5, Duration::from_secs(30));
     let held = FailPoint::fail_command(&["insert"], Mode::Times(1)).block(Duration::from_secs(5));
     let guard = target.fail_point(primary, held);

@@ -64,17 +64,10 @@ fn a_transient_code_is_retried() {
     let primary = target.wait_for_primary(Duration::from_secs(30));
     let interrupt = FailPoint::fail_command(&["insert"], Mode::Times(1)).error_code(11602);
     let _interrupted = target.fail_point(primary, interrupt.app_name("mabel"));
-    let uri = format!("{}&retryWrites=false", target.uri());
-    let args = [
-        "run",
-        "--interval",
-        "0.05",
-        "--count",
-        "3",
-        "--db",
-        target.db(),
-    ];
-    let outcome = Mabel::start(&uri, &args).finish(Duration::from_secs(30));
+    let args = ["run", "--interval", "0.05", "--count", "3"];
+    let outcome = target
+        .mabel_with("&retryWrites=false", &args)
+        .finish(Duration::from_secs(30));
 
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     assert_eq!(outcome.confirmed()[0].attempts, 2);

@@ -31,15 +31,7 @@ fn run(target: &Target, spool: Option<&Path>, stdout: Stdout, extra: &[&str]) ->
 
 /// Exit 4, no panic, and one `error:` line, the last, naming the last breath written.
 fn last_written(outcome: &Outcome, why: &str) -> ObjectId {
-    assert_eq!(outcome.code, Some(4), "{outcome:#?}");
-    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
-    let errors = outcome
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .count();
-    assert_eq!(errors, 1, "{}", outcome.stderr);
-    let last = outcome.stderr.lines().last().unwrap_or_default();
+    let last = outcome.the_error_line(4);
     let prefix = format!(
         "error: couldn't print to stdout: {why}; mabel stopped, and the last breath it wrote is "
     );

@@ -49,13 +49,13 @@ use std::sync::{Arc, MutexGuard};
 use bson::{doc, spec::BinarySubtype, Binary, Bson, Document};
 
 use crate::cluster::{Shared, State};
-use crate::commands::{cursor_reply, finish, is_current, namespace, raw, readable, Outcome};
+use crate::commands::{cursor_reply, raw, readable, respond, write_target, Outcome};
 use crate::errors;
 use crate::oplog::Op;
 use crate::query::Query;
 use crate::store::Collection;
 use crate::wire::Request;
-use crate::write_concern::{self, Concern, Unmet};
+use crate::write_concern;
 
 /// What a namespace is, with the options it was created with, as mongod stores them.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,16 +178,13 @@ pub fn create(
     incarnation: u64,
     request: &Request,
 ) -> Outcome {
-    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, member, raw(reply)));
-    let Some(term) = state.writable_term(member) else {
-        return done(&state, errors::not_primary(false));
-    };
-    let Some(ns) = namespace(request, "create") else {
-        return done(&state, errors::invalid_namespace());
+    let (term, ns) = match write_target(&state, member, request, "create") {
+        Ok(target) => target,
+        Err(refusal) => return respond(&state, member, refusal),
     };
     let kind = match parse(&ns, &request.body) {
         Ok(kind) => kind,
-        Err(refusal) => return done(&state, refusal),
+        Err(refusal) => return respond(&state, member, refusal),
     };
     match state.replica(member).store.collection(&ns) {
         None => {
@@ -199,18 +196,10 @@ pub fn create(
             state.log(member, term, op);
         }
         Some(existing) if existing.kind == kind => {}
-        Some(existing) => return done(&state, exists(&ns, existing, &kind)),
+        Some(existing) => return respond(&state, member, exists(&ns, existing, &kind)),
     }
-    let mut reply = doc! { "ok": 1.0 };
-    let concern = Concern::of(&request.body);
-    let alive = |state: &State| is_current(state, member, incarnation);
-    let (state, waited) = write_concern::wait(shared, state, member, term, &concern, alive);
-    match waited {
-        Ok(()) => {}
-        Err(Unmet::Gone) => return Outcome::Gone,
-        Err(Unmet::Error(error)) => errors::add_write_concern_error(&mut reply, error, false),
-    }
-    Outcome::Reply(finish(&state, member, raw(reply)))
+    let reply = doc! { "ok": 1.0 };
+    write_concern::respond_when_met(shared, state, member, incarnation, term, request, reply)
 }
 
 /// `listCollections` on `member`: served by a secondary too, with secondaryOk.

@@ -77,7 +77,7 @@ pub fn handle(
     if held && writes && state.members[member].step_downs != step_downs_when_read {
         let retryable = request.body.get_i64("txnNumber").is_ok();
         let reply = errors::interrupted(retryable);
-        return Outcome::Reply(finish(&state, member, raw(reply)));
+        return respond(&state, member, reply);
     }
     if shared.log {
         let role = state.members[member].role.name();
@@ -140,20 +140,21 @@ fn find(
     incarnation: u64,
     request: &Request,
 ) -> Outcome {
-    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, member, raw(reply)));
     if let Err(refusal) = readable(&state, member, request) {
-        return done(&state, refusal);
+        return respond(&state, member, refusal);
     }
     let Some(ns) = namespace(request, "find") else {
-        return done(&state, errors::invalid_namespace());
+        return respond(&state, member, errors::invalid_namespace());
     };
     let ns = match viewed(&state, member, ns) {
         Ok(ns) => ns,
-        Err(refusal) => return done(&state, refusal),
+        Err(refusal) => return respond(&state, member, refusal),
     };
     let query = match Query::parse(&request.body) {
         Ok(query) => query,
-        Err((code, message)) => return done(&state, errors::command_error(code, &message, false)),
+        Err((code, message)) => {
+            return respond(&state, member, errors::command_error(code, &message, false))
+        }
     };
     let majority = request
         .body
@@ -174,7 +175,7 @@ fn find(
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
-                return done(&state, errors::max_time_expired());
+                return respond(&state, member, errors::max_time_expired());
             }
             let left = deadline.map_or(Duration::from_secs(1), |d| d - now);
             state = shared.wait(state, left);
@@ -341,6 +342,27 @@ pub fn namespace(request: &Request, command: &str) -> Option<String> {
     let collection = request.body.get_str(command).ok()?;
     let db = request.body.get_str("$db").unwrap_or("test");
     Some(format!("{db}.{collection}"))
+}
+
+/// The reply `member` sends: `doc` with what every reply carries (`finish`).
+pub fn respond(state: &State, member: usize, doc: Document) -> Outcome {
+    Outcome::Reply(finish(state, member, raw(doc)))
+}
+
+/// The term `member` takes writes in, and the namespace the command names; or the refusal
+/// of a write command sent to a member that is not a writable primary, or that names none.
+pub fn write_target(
+    state: &State,
+    member: usize,
+    request: &Request,
+    command: &str,
+) -> Result<(i64, String), Document> {
+    let has_txn_number = request.body.get_i64("txnNumber").is_ok();
+    let term = state
+        .writable_term(member)
+        .ok_or_else(|| errors::not_primary(has_txn_number))?;
+    let ns = namespace(request, command).ok_or_else(errors::invalid_namespace)?;
+    Ok((term, ns))
 }
 
 pub fn cursor_reply(cursor: RawDocumentBuf) -> RawDocumentBuf {

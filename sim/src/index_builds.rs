@@ -34,11 +34,11 @@ use bson::{doc, Bson, Document};
 
 use crate::cluster::{Shared, State};
 use crate::collections::Kind;
-use crate::commands::{finish, is_current, max_time, namespace, raw, Outcome};
+use crate::commands::{is_current, max_time, respond, write_target, Outcome};
 use crate::errors;
 use crate::oplog::Op;
 use crate::wire::Request;
-use crate::write_concern::{self, Concern, Unmet};
+use crate::write_concern;
 
 /// A two-phase build, as the primaries see it.
 pub struct Build {
@@ -180,31 +180,28 @@ pub fn create<'a>(
     incarnation: u64,
     request: &Request,
 ) -> Outcome {
-    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, member, raw(reply)));
-    let Some(term) = state.writable_term(member) else {
-        return done(&state, errors::not_primary(false));
-    };
-    let Some(ns) = namespace(request, "createIndexes") else {
-        return done(&state, errors::invalid_namespace());
+    let (term, ns) = match write_target(&state, member, request, "createIndexes") {
+        Ok(target) => target,
+        Err(refusal) => return respond(&state, member, refusal),
     };
     let (quorum, quorum_given) = match Quorum::of(&request.body) {
         Ok(quorum) => quorum,
-        Err(refusal) => return done(&state, refusal),
+        Err(refusal) => return respond(&state, member, refusal),
     };
     let keys = match keys(&request.body) {
         Ok(keys) => keys,
-        Err(refusal) => return done(&state, refusal),
+        Err(refusal) => return respond(&state, member, refusal),
     };
     let store = &state.replica(member).store;
     match store.collection(&ns).map(|c| &c.kind) {
         Some(Kind::View { .. }) => {
             let refusal = errors::command_error(166, "Cannot create indexes on a view", false);
-            return done(&state, refusal);
+            return respond(&state, member, refusal);
         }
         // `timeseries_index_schema_conversion_functions.cpp`.
         Some(Kind::TimeSeries(_)) if keys.iter().any(|(_, unique)| *unique) => {
             let message = "Unique indexes are not supported on time-series collections";
-            return done(&state, errors::command_error(72, message, false));
+            return respond(&state, member, errors::command_error(72, message, false));
         }
         _ => {}
     }
@@ -232,7 +229,7 @@ pub fn create<'a>(
                 return Outcome::Gone;
             }
             if state.members[member].step_downs != step_downs {
-                return done(&state, errors::interrupted(false));
+                return respond(&state, member, errors::interrupted(false));
             }
             let building = state
                 .replica(member)
@@ -243,7 +240,7 @@ pub fn create<'a>(
                 break;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return done(&state, errors::max_time_expired());
+                return respond(&state, member, errors::max_time_expired());
             }
             state = shared.wait(state, std::time::Duration::from_millis(10));
         }
@@ -260,7 +257,7 @@ pub fn create<'a>(
             );
             reply.insert("keyPattern", doc! { field: direction });
             reply.insert("keyValue", doc! { field: dup.value });
-            return done(&state, reply);
+            return respond(&state, member, reply);
         }
         if empty {
             let _ = state.create_index(member, term, &ns, key, *unique);
@@ -294,7 +291,7 @@ pub fn create<'a>(
                 Some(Ended::Aborted) => {
                     let message =
                         format!("{} :: caused by :: index build aborted", context(&state));
-                    return done(&state, errors::command_error(276, &message, false));
+                    return respond(&state, member, errors::command_error(276, &message, false));
                 }
                 None => {}
             }
@@ -304,7 +301,11 @@ pub fn create<'a>(
                     "{} :: caused by :: operation was interrupted",
                     context(&state)
                 );
-                return done(&state, errors::command_error(11602, &message, false));
+                return respond(
+                    &state,
+                    member,
+                    errors::command_error(11602, &message, false),
+                );
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 let message = format!(
@@ -313,7 +314,7 @@ pub fn create<'a>(
                 );
                 state.abort_build(member, term, id);
                 shared.settle(&mut state);
-                return done(&state, errors::command_error(50, &message, false));
+                return respond(&state, member, errors::command_error(50, &message, false));
             }
             state = shared.wait(state, std::time::Duration::from_millis(10));
             shared.settle(&mut state);
@@ -340,15 +341,7 @@ pub fn create<'a>(
         reply.insert("note", "index already exists");
     }
     reply.insert("ok", 1.0);
-    let concern = Concern::of(&request.body);
-    let alive = |state: &State| is_current(state, member, incarnation);
-    let (state, waited) = write_concern::wait(shared, state, member, term, &concern, alive);
-    match waited {
-        Ok(()) => {}
-        Err(Unmet::Gone) => return Outcome::Gone,
-        Err(Unmet::Error(error)) => errors::add_write_concern_error(&mut reply, error, false),
-    }
-    Outcome::Reply(finish(&state, member, raw(reply)))
+    write_concern::respond_when_met(shared, state, member, incarnation, term, request, reply)
 }
 
 impl State {

@@ -27,12 +27,12 @@ use std::time::Duration;
 use bson::{Bson, Document};
 
 use crate::cluster::{Shared, State};
-use crate::commands::{finish, is_current, namespace, raw, Outcome};
+use crate::commands::{is_current, namespace, respond, Outcome};
 use crate::errors;
 use crate::primary::Insert;
 use crate::query::to_bson;
 use crate::wire::Request;
-use crate::write_concern::{self, Concern, Unmet};
+use crate::write_concern;
 
 /// `insert`, with the retryable-write history, the armed faults and the write concern.
 pub fn insert<'a>(
@@ -43,29 +43,28 @@ pub fn insert<'a>(
     request: &Request,
 ) -> Outcome {
     let txn_number = request.body.get_i64("txnNumber").ok();
-    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, member, raw(reply)));
     let Some(term) = state.writable_term(member) else {
         // An unacknowledged (w: 0) write cannot be refused with a reply, so a server that
         // is not primary closes the connection instead.
         if request.more_to_come {
             return Outcome::HangUp;
         }
-        return done(&state, errors::not_primary(txn_number.is_some()));
+        return respond(&state, member, errors::not_primary(txn_number.is_some()));
     };
     let Some(ns) = namespace(request, "insert") else {
-        return done(&state, errors::invalid_namespace());
+        return respond(&state, member, errors::invalid_namespace());
     };
     let Some(docs) = request.documents("documents") else {
         let message = "BSON field 'insert.documents' is missing but a required field";
-        return done(&state, errors::command_error(40414, message, false));
+        return respond(&state, member, errors::command_error(40414, message, false));
     };
     let ordered = request.body.get_bool("ordered").unwrap_or(true);
 
-    let mut reply = if let Some(code) = state.faults.fail_next_write.take() {
+    let reply = if let Some(code) = state.faults.fail_next_write.take() {
         let first_id = to_bson(docs.first().and_then(|d| d.get("_id").ok().flatten()));
         let failed = errors::injected_write_failure(code, &ns, first_id, txn_number.is_some());
         if failed.get_f64("ok") == Ok(0.0) {
-            return done(&state, failed);
+            return respond(&state, member, failed);
         }
         // A write error, as from a real write: it waits for its write concern like one.
         failed
@@ -74,7 +73,7 @@ pub fn insert<'a>(
         let retryable = session.is_some();
         let mut insert = match state.begin_insert(member, &ns, docs, ordered, session) {
             Ok(insert) => insert,
-            Err(refusal) => return done(&state, refusal),
+            Err(refusal) => return respond(&state, member, refusal),
         };
         let step_downs = state.members[member].step_downs;
         let batch = state.members[member].insert_batch_size;
@@ -94,7 +93,7 @@ pub fn insert<'a>(
             };
             let killed = state.members[member].step_downs != step_downs;
             if killed && locked {
-                return done(&state, errors::interrupted(retryable));
+                return respond(&state, member, errors::interrupted(retryable));
             }
             if state.writable_term(member) != Some(term) {
                 insert.refuse_rest(10107, "not primary");
@@ -107,7 +106,7 @@ pub fn insert<'a>(
             };
             locked = true;
             if state.members[member].step_downs != step_downs {
-                return done(&state, errors::interrupted(retryable));
+                return respond(&state, member, errors::interrupted(retryable));
             }
             closed |= run_batch(&mut state, member, term, &mut insert, batch, retryable);
         }
@@ -124,17 +123,7 @@ pub fn insert<'a>(
         }
         insert.reply()
     };
-    let concern = Concern::of(&request.body);
-    let alive = |state: &State| is_current(state, member, incarnation);
-    let (state, waited) = write_concern::wait(shared, state, member, term, &concern, alive);
-    match waited {
-        Ok(()) => {}
-        Err(Unmet::Gone) => return Outcome::Gone,
-        Err(Unmet::Error(error)) => {
-            errors::add_write_concern_error(&mut reply, error, txn_number.is_some())
-        }
-    }
-    done(&state, reply)
+    write_concern::respond_when_met(shared, state, member, incarnation, term, request, reply)
 }
 
 /// Runs the next batch of `insert`, meeting `onPrimaryTransactionalWrite` if it is a retryable

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bson::{doc, Bson, Document};
 
 use crate::cluster::{Shared, State};
-use crate::commands::{finish, raw, Outcome};
+use crate::commands::{respond, Outcome};
 use crate::election::StepDown;
 use crate::failpoint::error;
 use crate::wire::Request;
@@ -34,19 +34,18 @@ pub fn step_down(
     member: usize,
     request: &Request,
 ) -> Outcome {
-    let done = |state: &State, reply: Document| Outcome::Reply(finish(state, member, raw(reply)));
     let body = &request.body;
     let force = truthy(body.get("force"));
     let (step_down_secs, catch_up_secs) = match periods(body, force) {
         Ok(periods) => periods,
-        Err(reply) => return done(&state, reply),
+        Err(reply) => return respond(&state, member, reply),
     };
     let periods = (
         Duration::from_secs(step_down_secs),
         Duration::from_secs(catch_up_secs),
     );
     match hand_over(shared, state, member, periods, force) {
-        (state, Ok(())) => done(&state, doc! { "ok": 1.0 }),
+        (state, Ok(())) => respond(&state, member, doc! { "ok": 1.0 }),
         (state, Err(HandOver::NoneCaughtUp(_))) => {
             let when = bson::DateTime::now()
                 .try_to_rfc3339_string()
@@ -56,9 +55,9 @@ pub fn step_down(
                  replSetStepDown command with the argument {{force: true}} to force node \
                  to step down."
             );
-            done(&state, error(262, "ExceededTimeLimit", &message))
+            respond(&state, member, error(262, "ExceededTimeLimit", &message))
         }
-        (state, Err(HandOver::NotPrimary)) => done(&state, not_primary()),
+        (state, Err(HandOver::NotPrimary)) => respond(&state, member, not_primary()),
     }
 }
 

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 use bson::{doc, Bson, Document};
 
 use crate::cluster::{Shared, State};
+use crate::commands::{is_current, respond, Outcome};
+use crate::errors;
 use crate::oplog::OpTime;
+use crate::wire::Request;
 
 /// How often a waiting write lets replication move (lag is measured against the clock).
 const POLL: Duration = Duration::from_millis(10);
@@ -146,6 +149,30 @@ pub fn wait<'a>(
         state = shared.wait(state, pause);
         shared.settle(&mut state);
     }
+}
+
+/// Sends `reply` to a write command once its write concern is met, or with the
+/// `writeConcernError` that says why it was not (labelled retryable when the command carried a
+/// `txnNumber`). `Outcome::Gone` if the member died meanwhile.
+pub fn respond_when_met(
+    shared: &Shared,
+    state: MutexGuard<'_, State>,
+    member: usize,
+    incarnation: u64,
+    term: i64,
+    request: &Request,
+    mut reply: Document,
+) -> Outcome {
+    let concern = Concern::of(&request.body);
+    let alive = |state: &State| is_current(state, member, incarnation);
+    let retryable = request.body.get_i64("txnNumber").is_ok();
+    let (state, waited) = wait(shared, state, member, term, &concern, alive);
+    match waited {
+        Ok(()) => {}
+        Err(Unmet::Gone) => return Outcome::Gone,
+        Err(Unmet::Error(error)) => errors::add_write_concern_error(&mut reply, error, retryable),
+    }
+    respond(&state, member, reply)
 }
 
 /// What a write waiting for its concern gets when its primary steps down. Two things race to

@@ -11,7 +11,7 @@ use mongodb::options::{TimeseriesGranularity, TimeseriesOptions};
 use mongodb::results::CollectionType;
 use mongodb::sync::Database;
 
-use crate::driver::{client, direct, wait_for, DB};
+use crate::driver::{client, direct, first_batch, wait_for, DB};
 use mabel_sim::ReplicaSet;
 
 fn db(set: &ReplicaSet) -> Database {
@@ -36,14 +36,7 @@ fn entries(db: &Database, name: &str) -> Vec<Document> {
         .run_command(doc! { "listCollections": 1, "filter": { "name": name } })
         .run()
         .expect("listCollections");
-    let batch = reply
-        .get_document("cursor")
-        .and_then(|c| c.get_array("firstBatch"))
-        .expect("a first batch");
-    batch
-        .iter()
-        .filter_map(|e| e.as_document().cloned())
-        .collect()
+    first_batch(&reply)
 }
 
 fn code(error: &mongodb::error::Error) -> Option<i32> {

@@ -69,3 +69,15 @@ pub fn wait_for(done: impl Fn() -> bool, what: &str) {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The documents of a cursor reply's first batch (`listCollections`, `listIndexes`, `find`).
+pub fn first_batch(reply: &Document) -> Vec<Document> {
+    let batch = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .expect("a first batch");
+    batch
+        .iter()
+        .filter_map(|e| e.as_document().cloned())
+        .collect()
+}

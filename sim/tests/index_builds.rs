@@ -12,7 +12,7 @@ use mongodb::options::{CommitQuorum, IndexOptions};
 use mongodb::sync::Client;
 use mongodb::IndexModel;
 
-use crate::driver::{breath, breaths, client, wait_for, COLL, DB};
+use crate::driver::{breath, breaths, client, first_batch, wait_for, COLL, DB};
 use mabel_sim::{ReplicaSet, Role};
 
 const WATCHDOG: Duration = Duration::from_secs(20);
@@ -33,14 +33,9 @@ fn index_names(set: &ReplicaSet, member: usize) -> Vec<String> {
         .run_command(doc! { "listIndexes": COLL })
         .run()
         .expect("listIndexes");
-    let batch = reply
-        .get_document("cursor")
-        .and_then(|c| c.get_array("firstBatch"))
-        .expect("a first batch");
-    batch
+    first_batch(&reply)
         .iter()
-        .filter_map(|spec| spec.as_document()?.get_str("name").ok())
-        .map(String::from)
+        .filter_map(|spec| spec.get_str("name").ok().map(String::from))
         .collect()
 }
 

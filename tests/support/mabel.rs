@@ -270,6 +270,16 @@ impl Outcome {
         confirmed(&self.stdout)
     }
 
+    /// The one `error:` line mabel printed, the last on stderr, after checking that it exited
+    /// with `code` and did not panic.
+    pub fn the_error_line(&self, code: i32) -> &str {
+        assert_eq!(self.code, Some(code), "{self:#?}");
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        let errors = self.stderr.lines().filter(|l| l.starts_with("error: "));
+        assert_eq!(errors.count(), 1, "{}", self.stderr);
+        self.stderr.lines().last().unwrap_or_default()
+    }
+
     /// The `_id` named by a "couldn't write breath <id>" line, if mabel gave up on one.
     pub fn unconfirmed(&self) -> Option<ObjectId> {
         let rest = self.stderr.split("couldn't write breath ").nth(1)?;

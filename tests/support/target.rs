@@ -73,8 +73,13 @@ impl Target {
 
     /// Starts `mabel <args> --db <db> --uri <uri>`.
     pub fn mabel(&self, args: &[&str]) -> Mabel {
+        self.mabel_with("", args)
+    }
+
+    /// The same, with `uri_options` (`&option=value...`) added to the set's URI.
+    pub fn mabel_with(&self, uri_options: &str, args: &[&str]) -> Mabel {
         let args = [args, &["--db", self.db()]].concat();
-        Mabel::start(&self.uri(), &args)
+        Mabel::start(&format!("{}{uri_options}", self.uri()), &args)
     }
 
     /// `mabel audit --json` on `<db>.breaths`: its exit code and its report.
