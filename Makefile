@@ -170,13 +170,17 @@ compose-up:
 	done; \
 	echo "primary: $$p"
 
+# With no simulator running and no Docker engine answering, nothing runs that could be
+# stopped: say so and succeed, instead of Compose's traceback.
+STOP_COMPOSE = \
+	if $(ENGINE_ANSWERS); then echo '$(1)'; $(1); \
+	else echo "nothing to stop: mabel-sim is not running and no Docker engine answers"; fi
+
 compose-down:
-	@$(NEED_COMPOSE)
-	$(COMPOSE) down
+	@$(call STOP_COMPOSE,$(COMPOSE) down)
 
 compose-clean:
-	@$(NEED_COMPOSE)
-	$(COMPOSE) down -v
+	@$(call STOP_COMPOSE,$(COMPOSE) down -v)
 
 compose-status:
 	@$(NEED_COMPOSE)

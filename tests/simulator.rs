@@ -281,6 +281,13 @@ fn make_down_leaves_no_process_and_a_simulator_that_cannot_start_says_why() {
     assert!(succeeded(&make.run("up", &[])).contains(&format!("mabel-sim is running (pid {pid})")));
     succeeded(&make.run("down", &[]));
     assert_stopped(&make, pid);
+    // Nothing runs now, and no engine answers: nothing to stop, and no Compose traceback.
+    let again = make.run("down", &[]);
+    assert_eq!(
+        succeeded(&again).trim(),
+        "nothing to stop: mabel-sim is not running and no Docker engine answers"
+    );
+    assert_eq!(text(&again.stderr), "");
 
     // A port taken by something else: the simulator's one line, and nothing left running.
     let taken = TcpListener::bind(("127.0.0.1", make.ports[1])).expect("the port is free");
