@@ -192,6 +192,10 @@ fn time(flag: &'static str, value: &str) -> Result<DateTime<Utc>, ConfigError> {
         })
 }
 
+/// The longest `--interval` or `--retry-wait`: a year. Longer ones would be added to the
+/// clock (a sleep's end, the driver's server selection deadline) past what `Instant` holds.
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
 /// A positive number of seconds, as typed; sub-second values are what keep tests fast.
 fn seconds(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
     let problem = "must be a number of seconds greater than zero";
@@ -202,8 +206,11 @@ fn seconds(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
     if value.is_nan() || value <= 0.0 {
         return Err(ConfigError::new(flag, text, problem));
     }
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| ConfigError::new(flag, text, "is too large a number of seconds"))
+    if value > MAX_SECONDS {
+        let problem = "is too large a number of seconds: at most 31536000, a year";
+        return Err(ConfigError::new(flag, text, problem));
+    }
+    Ok(Duration::from_secs_f64(value))
 }
 
 /// The database and collection names, checked as the server would refuse them
@@ -373,7 +380,7 @@ mod tests {
         let err = parse(&["--interval", "1e309"], None).unwrap_err();
         assert_eq!(
             err,
-            "--interval \"1e309\": is too large a number of seconds"
+            "--interval \"1e309\": is too large a number of seconds: at most 31536000, a year"
         );
         let err = parse(&["--write-concern", "99999999999"], None).unwrap_err();
         assert!(err.contains("at most 50"), "{err}");

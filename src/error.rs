@@ -27,6 +27,8 @@ pub enum Error {
     Unfit(Unfit),
     /// SIGINT and SIGTERM could not be taken over.
     Signals(io::Error),
+    /// The thread that drains the spool could not be started: nothing was written.
+    SpoolThread(io::Error),
     /// The spool cannot be used (locked, not a spool, damaged): nothing was tried.
     BadSpool(spool::Error),
     /// The spool could not take a breath or be written to: that breath is not kept.
@@ -48,7 +50,11 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::CouldntWrite(_) | Error::Spool(_) | Error::Signals(_) | Error::Found(_) => 1,
+            Error::CouldntWrite(_)
+            | Error::Spool(_)
+            | Error::Signals(_)
+            | Error::SpoolThread(_)
+            | Error::Found(_) => 1,
             Error::BadInput(_) | Error::BadSpool(_) | Error::Unfit(_) => 2,
             Error::CouldntRead { .. } => 3,
             Error::Print(_) | Error::PrintBreath { .. } => 4,
@@ -75,6 +81,9 @@ impl fmt::Display for Error {
             Error::Unfit(unfit) => write!(f, "{unfit}"),
             Error::BadSpool(error) | Error::Spool(error) => write!(f, "{error}"),
             Error::Signals(error) => write!(f, "couldn't watch for SIGINT and SIGTERM: {error}"),
+            Error::SpoolThread(error) => {
+                write!(f, "couldn't start writing from the spool: {error}")
+            }
             Error::Found(verdict) => write!(f, "the audit found {verdict}"),
             Error::CouldntRead { namespace, error } => {
                 write!(f, "couldn't read {namespace}: {error}")

@@ -98,7 +98,11 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
 /// measured and each is written (with a spool, every breath it holds), or a signal.
 fn run(settings: &Settings) -> Result<(), Error> {
     let breaths = client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
-    let stop = Stop::install(breaths.contact.clone()).map_err(Error::Signals)?;
+    let spool_path = settings
+        .spool
+        .as_ref()
+        .map(|spooling| spooling.path.clone());
+    let stop = Stop::install(breaths.contact.clone(), spool_path).map_err(Error::Signals)?;
     breaths
         .contact
         .say_if_silent(breaths.hosts.clone(), settings.retry_wait);
@@ -117,16 +121,12 @@ fn run(settings: &Settings) -> Result<(), Error> {
         stdout: None,
     };
     // Opened before anything is written: a spool in use or damaged stops mabel first.
-    let spool = match &settings.spool {
+    let mut breaths_to = match &settings.spool {
+        None => Destination::Writer(writer),
         Some(spooling) => {
             let spool = Spool::open(&spooling.path, spooling.max_bytes).map_err(Error::BadSpool)?;
-            Some((spool, spooling.batch))
+            Destination::Spool(Drain::start(spool, writer, spooling.batch)?)
         }
-        None => None,
-    };
-    let mut breaths_to = match spool {
-        None => Destination::Writer(writer),
-        Some((spool, batch)) => Destination::Spool(Drain::start(spool, writer, batch)),
     };
     let mut measured = 0;
     let stopped_by = loop {

@@ -8,7 +8,8 @@
 //!
 //! While no member of the set has ever answered, a first signal stops at once too: the breath
 //! in flight cannot have been sent (`contact`), so nothing is lost by not waiting for a set
-//! that is not there, and mabel says the breath was not stored, which is then certain.
+//! that is not there, and mabel says the breath was not stored, which is then certain; with a
+//! spool, that it waits there for the next run, as do the breaths behind it.
 //!
 //! A `wrote` line that cannot be written (a closed pipe, a full disk) stops the measuring as a
 //! first signal does (`stdout_failed`), so that the breath in flight is finished and those
@@ -18,6 +19,7 @@
 //! handler itself async-signal-safe) and wakes the loop's sleep between breaths at once.
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -43,6 +45,8 @@ struct Watch {
     signalled: Condvar,
     /// Whether any breath can have reached the set yet.
     contact: Contact,
+    /// The spool the breaths wait in, if any.
+    spool: Option<PathBuf>,
 }
 
 /// What a signal needs to know, and what the loop needs to know of signals.
@@ -58,10 +62,11 @@ struct Seen {
 
 impl Stop {
     /// Takes over SIGINT and SIGTERM for the rest of the process.
-    pub fn install(contact: Contact) -> io::Result<Stop> {
+    pub fn install(contact: Contact, spool: Option<PathBuf>) -> io::Result<Stop> {
         let stop = Stop {
             watch: Arc::new(Watch {
                 contact,
+                spool,
                 ..Watch::default()
             }),
         };
@@ -121,9 +126,16 @@ impl Watch {
         let mut seen = self.lock();
         match (seen.signal, seen.in_flight) {
             (None, Some(id)) if self.contact.nothing_sent() => {
+                let kept = match &self.spool {
+                    Some(path) => format!(
+                        "; it waits in spool {}, with the breaths behind it, for the next run",
+                        path.display()
+                    ),
+                    None => String::new(),
+                };
                 error_line(format!(
                     "error: stopped by {} before any member of the set answered: breath {id} \
-                     was not stored",
+                     was not stored{kept}",
                     name(signal)
                 ));
                 std::process::exit(128 + signal);

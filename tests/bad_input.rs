@@ -136,6 +136,12 @@ fn bad_numbers_are_refused_naming_the_flag() {
         &["run", "--interval", "1e309"],
         "--interval \"1e309\": is too large a number of seconds",
     );
+    // Past a year, the clock could not hold the sleep's end.
+    assert_refused(
+        &["run", "--interval", "1e19"],
+        "--interval \"1e19\": is too large a number of seconds: at most 31536000, a year",
+    );
+    assert_refused(&["run", "--retry-wait", "31536001"], "--retry-wait");
     assert_refused(&["run", "--retry-wait", "0"], "--retry-wait");
     assert_refused(&["run", "--attempts", "0"], "--attempts");
     assert_refused(&["run", "--attempts", "-3"], "--attempts");

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use crate::support::mabel::Mabel;
-use crate::support::spool_file::Scratch;
+use crate::support::spool_file::{waiting_in, Scratch};
 
 const WATCHDOG: Duration = Duration::from_secs(30);
 
@@ -131,4 +131,54 @@ fn one_of_a_thing_is_said_as_one() {
         last.contains(" is full: 1 breath waits in it and --spool-max-bytes is 41; "),
         "{last}"
     );
+}
+
+/// With a spool, the breath a first Ctrl-C leaves unsent is not lost: mabel says it waits in
+/// the spool, and it does, with those measured behind it. Meanwhile, a spool given up on
+/// again and again, with nothing written, is said to wait, never to be catching up.
+#[test]
+fn a_first_ctrl_c_with_a_spool_says_the_breath_waits_there() {
+    let hosts = hosts_of_no_set();
+    let dir = Scratch::new("no-set-ctrl-c-spool");
+    let spool = dir.spool();
+    let path = spool.to_str().expect("a UTF-8 path");
+    let args = [
+        "run",
+        "--spool",
+        path,
+        "--retry-wait",
+        "0.2",
+        "--attempts",
+        "1",
+        "--interval",
+        "0.1",
+    ];
+    let mut mabel = Mabel::start(&uri(&hosts), &args);
+    mabel.wait_for_stderr("Waiting: ", WATCHDOG);
+    // Past the second after which a backlog that drains is reported.
+    std::thread::sleep(Duration::from_millis(1500));
+    mabel.signal("INT");
+    let outcome = mabel.finish(WATCHDOG);
+    assert_eq!(outcome.code, Some(130), "{outcome:#?}");
+    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
+    let last = outcome.stderr.lines().last().unwrap_or_default();
+    let rest = last
+        .strip_prefix("error: stopped by SIGINT before any member of the set answered: breath ")
+        .unwrap_or_else(|| panic!("{last:?}"));
+    let (id, kept) = rest.split_once(' ').unwrap_or_else(|| panic!("{last:?}"));
+    assert_eq!(
+        kept,
+        format!(
+            "was not stored; it waits in spool {path}, with the breaths behind it, for the next run"
+        ),
+        "{last}"
+    );
+    assert!(
+        !outcome.stderr.contains("catching up"),
+        "{}",
+        outcome.stderr
+    );
+    let waiting = waiting_in(&spool);
+    assert!(waiting.len() > 1, "{waiting:?}");
+    assert_eq!(waiting[0].to_hex(), id, "the oldest is the one in flight");
 }

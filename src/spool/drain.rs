@@ -69,7 +69,7 @@ struct Held {
 impl Drain {
     /// Starts a thread that writes the breaths on `spool` through `writer`, oldest first, at
     /// most `batch` at a time, and waits for more.
-    pub fn start(spool: Spool, writer: Writer, batch: usize) -> Drain {
+    pub fn start(spool: Spool, writer: Writer, batch: usize) -> Result<Drain, Error> {
         let handoff = Arc::new(Handoff {
             held: Mutex::new(Held {
                 spool,
@@ -80,15 +80,18 @@ impl Drain {
         });
         let writer = {
             let handoff = Arc::clone(&handoff);
-            thread::spawn(move || {
-                let mut writer = writer;
-                if let Err(error) = write_oldest_first(&handoff, &mut writer, batch) {
-                    handoff.lock().failed = Some(error);
-                }
-                writer
-            })
+            thread::Builder::new()
+                .name("spool".into())
+                .spawn(move || {
+                    let mut writer = writer;
+                    if let Err(error) = write_oldest_first(&handoff, &mut writer, batch) {
+                        handoff.lock().failed = Some(error);
+                    }
+                    writer
+                })
+                .map_err(Error::SpoolThread)?
         };
-        Drain { handoff, writer }
+        Ok(Drain { handoff, writer })
     }
 
     /// Puts a breath on the spool, on disk, for the writer. Fails if the spool cannot keep
@@ -171,7 +174,10 @@ fn write_oldest_first(handoff: &Handoff, writer: &mut Writer, most: usize) -> Re
             held.spool.done(&written).map_err(Error::Spool)?;
             held.spool.waiting()
         };
-        catching_up.wrote(written.len(), waiting);
+        // A batch given up on is no progress: the `Waiting` line below says so.
+        if !written.is_empty() {
+            catching_up.wrote(written.len(), waiting);
+        }
         if writer.stdout_failed() {
             return Ok(());
         }
