@@ -47,7 +47,7 @@ impl Breath {
         format!(
             "{} time {} oxygen {}",
             self.id,
-            self.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            self.time.format(TIME_FORMAT),
             self.oxygen
         )
     }
@@ -61,8 +61,22 @@ impl Breath {
     }
 }
 
+/// How mabel prints every time, a breath's or a log line's: RFC 3339 in UTC, to the
+/// millisecond, so that lines from mabel, its audit and the simulator sort together.
+pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
+
 /// The counter of an ObjectId has three bytes.
-const COUNTER_MODULUS: u32 = 1 << 24;
+pub const COUNTER_MODULUS: u32 = 1 << 24;
+
+/// An id's process bytes (five, random per process) and its counter (three), which only this
+/// process's breaths advance: the audit reads a counter skipped as a breath lost.
+pub fn process_and_counter(id: &ObjectId) -> ([u8; 5], u32) {
+    let [_, _, _, _, p0, p1, p2, p3, p4, high, middle, low] = id.bytes();
+    (
+        [p0, p1, p2, p3, p4],
+        u32::from_be_bytes([0, high, middle, low]),
+    )
+}
 
 static IDS: OnceLock<Mutex<Ids>> = OnceLock::new();
 
@@ -133,12 +147,11 @@ mod tests {
     }
 
     fn counter(id: &ObjectId) -> u32 {
-        let [.., high, middle, low] = id.bytes();
-        u32::from_be_bytes([0, high, middle, low])
+        process_and_counter(id).1
     }
 
     fn process(id: &ObjectId) -> [u8; 5] {
-        id.bytes()[4..9].try_into().unwrap()
+        process_and_counter(id).0
     }
 
     fn ids(next: u32) -> Ids {

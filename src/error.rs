@@ -12,6 +12,8 @@ use std::time::Duration;
 use bson::oid::ObjectId;
 
 use crate::breath::Breath;
+use crate::client::BadUri;
+use crate::config::ConfigError;
 use crate::spool;
 use crate::target::Unfit;
 use crate::wording::{count, describe};
@@ -59,6 +61,18 @@ impl Error {
             Error::CouldntRead { .. } => 3,
             Error::Print(_) | Error::PrintBreath { .. } => 4,
         }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Error {
+        Error::BadInput(error.to_string())
+    }
+}
+
+impl From<BadUri> for Error {
+    fn from(error: BadUri) -> Error {
+        Error::BadInput(error.to_string())
     }
 }
 

@@ -64,13 +64,11 @@ fn try_main() -> Result<(), Error> {
     let env_uri = input::environment("MONGODB_URI")?;
     match command {
         cli::Command::Run(args) => {
-            let settings =
-                Settings::from_args(args, env_uri).map_err(|e| Error::BadInput(e.to_string()))?;
+            let settings = Settings::from_args(args, env_uri)?;
             run(&settings)
         }
         cli::Command::Audit(args) => {
-            let settings = AuditSettings::from_args(args, env_uri)
-                .map_err(|e| Error::BadInput(e.to_string()))?;
+            let settings = AuditSettings::from_args(args, env_uri)?;
             audit(&settings)
         }
     }
@@ -78,7 +76,7 @@ fn try_main() -> Result<(), Error> {
 
 /// Reads the breaths back and says what it found; something lost or doubled is an error.
 fn audit(settings: &AuditSettings) -> Result<(), Error> {
-    let db = client::audited(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let db = client::audited(settings)?;
     let report = audit::audit(&db, settings).map_err(|e| Error::CouldntRead {
         namespace: format!("{}.{}", settings.db, settings.collection),
         error: wording::describe_read(&e),
@@ -97,7 +95,7 @@ fn audit(settings: &AuditSettings) -> Result<(), Error> {
 /// The seed's loop: sleep, measure a breath, hand it on; until `--count` breaths are
 /// measured and each is written (with a spool, every breath it holds), or a signal.
 fn run(settings: &Settings) -> Result<(), Error> {
-    let breaths = client::breaths(settings).map_err(|e| Error::BadInput(e.to_string()))?;
+    let breaths = client::breaths(settings)?;
     let spool_path = settings
         .spool
         .as_ref()
@@ -246,7 +244,8 @@ impl Writer {
 
     /// One attempt: every breath of the batch in one unordered insert, so that one refused
     /// breath does not hold back the others. `insert_many` even for one breath: its error keeps
-    /// the write errors and the write concern error of the reply together (see `retry`).
+    /// the write errors and the write concern error of the reply together (ARCHITECTURE.md,
+    /// "What counts as proof").
     fn insert(&self, batch: &[Breath]) -> Result<(), mongodb::error::Error> {
         self.breaths
             .insert_many(batch.iter().map(Breath::to_document))
@@ -327,7 +326,7 @@ fn wrote_line(breath: &Breath, attempts: u32, already_written: bool) -> String {
     format!(
         "wrote {} time {} oxygen {:.4} attempts {attempts}{}",
         breath.id,
-        breath.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        breath.time.format(breath::TIME_FORMAT),
         breath.oxygen,
         if already_written {
             " (already written)"
@@ -378,7 +377,7 @@ fn parse(args: &[String]) -> Result<Option<cli::Command>, Error> {
 fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format(|buf, record| {
-            let time = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+            let time = chrono::Utc::now().format(breath::TIME_FORMAT);
             match record.level() {
                 log::Level::Warn => writeln!(buf, "{time} {}", record.args()),
                 level => writeln!(buf, "{time} {level} {}", record.args()),

@@ -5,13 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use bson::oid::ObjectId;
 use bson::RawDocument;
+use chrono::DateTime;
 
 use super::timeline::Timeline;
 use super::MINUTE;
+use crate::breath::{process_and_counter, COUNTER_MODULUS};
 
 /// The longest gaps the report lists.
 const GAPS: usize = 5;
-const COUNTER_MODULUS: u32 = 1 << 24;
 /// A counter further ahead than this is taken as out of order, not as breaths lost: a
 /// process would need 97 days of breaths a second to lose that many.
 const MOST_LOST: u32 = COUNTER_MODULUS / 2;
@@ -33,10 +34,14 @@ struct Breath {
     oxygen: f64,
 }
 
+/// A time no date can hold (BSON's range is far wider than chrono's years of +-262,000) is no
+/// breath mabel wrote, and its differences from others would overflow the gaps and timeline.
 fn breath(doc: &RawDocument) -> Option<Breath> {
+    let time = doc.get_datetime("time").ok()?.timestamp_millis();
+    DateTime::from_timestamp_millis(time)?;
     Some(Breath {
         id: doc.get_object_id("_id").ok()?,
-        time: doc.get_datetime("time").ok()?.timestamp_millis(),
+        time,
         oxygen: doc.get_f64("oxygen").ok()?,
     })
 }
@@ -64,9 +69,7 @@ impl ById {
         };
         self.earliest = Some(self.earliest.map_or(breath.time, |t| t.min(breath.time)));
         self.latest = Some(self.latest.map_or(breath.time, |t| t.max(breath.time)));
-        let bytes = breath.id.bytes();
-        let process = [bytes[4], bytes[5], bytes[6], bytes[7], bytes[8]];
-        let counter = u32::from_be_bytes([0, bytes[9], bytes[10], bytes[11]]);
+        let (process, counter) = process_and_counter(&breath.id);
         let Some((before, before_time)) = self.last.get(&process).copied() else {
             self.last.insert(process, (counter, breath.time));
             return;
@@ -254,6 +257,19 @@ pub(super) mod tests {
             breath(1, 1, 0, 0.5),
         ]);
         assert_eq!((by_id.documents, by_id.foreign, by_id.lost), (4, 3, 0));
+    }
+
+    #[test]
+    fn a_time_no_date_holds_is_foreign_not_an_overflow() {
+        let docs = [
+            rawdoc! { "_id": ObjectId::new(), "time": bson::DateTime::MIN, "oxygen": 0.5 },
+            breath(1, 1, 0, 0.5),
+            rawdoc! { "_id": ObjectId::new(), "time": bson::DateTime::MAX, "oxygen": 0.5 },
+        ];
+        let by_id = by_id(&docs);
+        assert_eq!((by_id.documents, by_id.foreign, by_id.lost), (3, 2, 0));
+        let by_time = by_time(&docs);
+        assert_eq!((by_time.breaths, by_time.gaps.len()), (1, 0));
     }
 
     #[test]

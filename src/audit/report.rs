@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use super::passes::{ById, ByTime, Gap};
 use super::timeline::{notable, Timeline};
 use super::MINUTE;
+use crate::breath::TIME_FORMAT;
 use crate::config::AuditSettings;
 
 /// Timeline cells per row of the report for a person.
@@ -188,10 +189,10 @@ impl Report {
     }
 }
 
-/// A time as the `wrote` lines print it.
+/// A time as the `wrote` lines print it, or the bare milliseconds if it is past what a date holds.
 fn time(milliseconds: i64) -> String {
     DateTime::from_timestamp_millis(milliseconds)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .map(|t| t.format(TIME_FORMAT).to_string())
         .unwrap_or_else(|| milliseconds.to_string())
 }
 
