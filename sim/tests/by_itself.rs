@@ -11,7 +11,7 @@ use mongodb::error::ErrorKind;
 use mongodb::options::ReadPreference;
 use mongodb::options::SelectionCriteria;
 
-use crate::driver::{breath, breaths, direct, w1, wait_for, write_concern_code, COLL, DB};
+use crate::driver::{breath, breaths, direct, w1, wait_for, within, write_concern_code, COLL, DB};
 use mabel_sim::{HandOver, Kind, Phase, ReplicaSet, Role, Timers};
 
 const WATCHDOG: Duration = Duration::from_secs(20);
@@ -108,10 +108,13 @@ fn a_primary_that_hears_from_no_majority_steps_down_and_fails_its_waiting_writes
     let coll = direct(&set, 0)
         .database(DB)
         .collection::<bson::Document>(COLL);
-    let err = coll
-        .insert_one(breath())
-        .run()
-        .expect_err("never majority-committed");
+    // The step-down comes about an election timeout after the kills; a primary that never
+    // steps down would keep the insert waiting for good, so it gets a time limit.
+    let waiting = coll.clone();
+    let err = within("an insert waiting for a majority", move || {
+        waiting.insert_one(breath()).run()
+    })
+    .expect_err("never majority-committed");
     let code = write_concern_code(&err).expect("a write concern error");
     assert!([189, 11602].contains(&code), "{err}");
     let timeout = set.timers().election_timeout.unwrap();
@@ -270,6 +273,10 @@ fn caught_up(set: &ReplicaSet) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// How long after the primary a returning member copies each write, in the test of when it
+/// says it caught up: several times what it takes to be a SECONDARY again.
+const LAG: Duration = Duration::from_secs(3);
+
 #[test]
 fn a_member_back_from_an_absence_says_when_it_has_caught_up_and_what_it_copied() {
     let set = ReplicaSet::start();
@@ -282,11 +289,46 @@ fn a_member_back_from_an_absence_says_when_it_has_caught_up_and_what_it_copied()
             .expect("written by two members");
     }
     assert_eq!(caught_up(&set), [], "nobody is back yet");
+    let primary_holds = set.documents_on(0, DB, COLL);
+    assert_eq!(primary_holds.len(), 4);
+    // Copying each write well after it was written, it is a SECONDARY (STARTUP to SECONDARY
+    // takes 600 ms) long before it holds the three it missed: it must not say it has caught
+    // up until it holds everything.
+    set.set_lag(2, LAG);
     set.revive(2);
     set.wait_for_role(2, Role::Secondary, WATCHDOG);
-    wait_for(|| !caught_up(&set).is_empty(), "member 2 to catch up");
+    let deadline = Instant::now() + LAG + WATCHDOG;
+    let mut behind_as_secondary = false;
+    loop {
+        // Events first: a member's documents only grow, so any it holds now it held when
+        // the event was taken.
+        let said = caught_up(&set);
+        let holds = set.documents_on(2, DB, COLL);
+        if !said.is_empty() {
+            assert!(
+                holds.len() >= primary_holds.len(),
+                "member 2 said it caught up ({said:?}) holding {} of the primary's {} documents",
+                holds.len(),
+                primary_holds.len()
+            );
+            assert_eq!(holds, primary_holds, "caught up: {said:?}");
+            break;
+        }
+        behind_as_secondary |= holds.len() < primary_holds.len();
+        assert!(
+            Instant::now() < deadline,
+            "member 2 never said it caught up: {:#?}",
+            set.events()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        behind_as_secondary,
+        "member 2 held everything as soon as it was a SECONDARY: the lag tested nothing"
+    );
     assert_eq!(caught_up(&set), [(2, 3)]);
     assert_eq!(set.documents_on(2, DB, COLL).len(), 4);
+    set.set_lag(2, Duration::ZERO);
 
     // Cut off, it falls behind again; healed, it copies what it missed, and says so once.
     set.isolate(1);

@@ -1,7 +1,9 @@
 //! `createIndexes` as a replica set runs it: on a collection with documents the build commits
 //! only once its commit quorum has built the index, so with a member down and the default
 //! quorum it never returns; `maxTimeMS` aborts it, a step-down interrupts the command but not
-//! the build, and an empty collection is indexed at once.
+//! the build, and an empty collection is indexed at once. A call that should return is given
+//! a time limit (`driver::within`), so that one that waits for good fails the test instead of
+//! hanging it.
 
 use std::thread;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use mongodb::options::{CommitQuorum, IndexOptions};
 use mongodb::sync::Client;
 use mongodb::IndexModel;
 
-use crate::driver::{breath, breaths, client, first_batch, wait_for, COLL, DB};
+use crate::driver::{breath, breaths, call, client, first_batch, wait_for, within, COLL, DB};
 use mabel_sim::{ReplicaSet, Role};
 
 const WATCHDOG: Duration = Duration::from_secs(20);
@@ -136,11 +138,14 @@ fn a_majority_quorum_commits_with_a_member_down_which_builds_on_return() {
                 .build(),
         )
         .build();
-    breaths(&set.uri())
-        .create_index(model)
-        .commit_quorum(CommitQuorum::Majority)
-        .run()
-        .expect("committed on two votes");
+    let uri = set.uri();
+    within("createIndexes with a majority quorum", move || {
+        breaths(&uri)
+            .create_index(model)
+            .commit_quorum(CommitQuorum::Majority)
+            .run()
+    })
+    .expect("committed on two votes");
     set.revive(2);
     set.wait_for_role(2, Role::Secondary, WATCHDOG);
     wait_for(
@@ -155,13 +160,15 @@ fn a_step_down_interrupts_the_command_and_the_next_primary_commits_the_build() {
     with_documents(&set);
     set.kill(2);
     let uri = set.uri();
-    let waiting = thread::spawn(move || create(&client(&uri), doc! {}));
+    let waiting = call("createIndexes across a step-down", move || {
+        create(&client(&uri), doc! {})
+    });
     wait_for(
         || index_names(&set, 1).contains(&"time_1__id_1".to_string()),
         "member 1 to start the build",
     );
     set.step_down();
-    let err = waiting.join().expect("joins").expect_err("interrupted");
+    let err = waiting.result().expect_err("interrupted");
     let ErrorKind::Command(e) = &*err.kind else {
         panic!("expected a command error, got {err:?}");
     };
@@ -175,7 +182,11 @@ fn a_step_down_interrupts_the_command_and_the_next_primary_commits_the_build() {
     // The build goes on: once member 2 is back and has built it, a primary commits it.
     set.revive(2);
     set.wait_for_primary(WATCHDOG);
-    let reply = create(&client(&set.uri()), doc! {}).expect("waits for it, then finds it");
+    let uri = set.uri();
+    let reply = within("createIndexes of the build under way", move || {
+        create(&client(&uri), doc! {})
+    })
+    .expect("waits for it, then finds it");
     assert_eq!(reply.get_str("note"), Ok("all indexes already exist"));
 }
 
@@ -183,7 +194,11 @@ fn a_step_down_interrupts_the_command_and_the_next_primary_commits_the_build() {
 fn an_empty_collection_is_indexed_at_once_even_with_a_member_down() {
     let set = ReplicaSet::start();
     set.kill(2);
-    let reply = create(&client(&set.uri()), doc! {}).expect("one step, no votes");
+    let uri = set.uri();
+    let reply = within("createIndexes on an empty collection", move || {
+        create(&client(&uri), doc! {})
+    })
+    .expect("one step, no votes");
     assert_eq!(reply.get_bool("createdCollectionAutomatically"), Ok(true));
     assert_eq!(reply.get_str("commitQuorum"), Ok("votingMembers"));
 }
