@@ -13,8 +13,8 @@
 #   make test-real  the integration tests against the compose set instead of the fake
 #
 # up, down, clean, status, failover, revive, stepdown, partition, heal and demo act on the
-# simulator while its pid file names a live process, else on the compose set. run and demo
-# start the simulator when no Docker engine answers, and nothing on that path needs Docker.
+# simulator while its pid file names a live process, else on the compose set. up, run and
+# demo start the simulator when no Docker engine answers, and nothing on that path needs Docker.
 
 # Compose: the `docker compose` plugin if it answers, else docker-compose; found once, here.
 # `make up COMPOSE="podman compose"` chooses another.
@@ -106,14 +106,22 @@ ON := $(shell $(LIVE); if $(SIM_RUNNING); then echo sim; else echo compose; fi)
 SET_TARGETS := up down clean status failover stepdown revive partition heal
 .PHONY: help run demo test test-real lint fmt bench $(BENCHES) $(SET_TARGETS) \
 	$(addprefix compose-,run demo $(SET_TARGETS)) \
-	$(addprefix sim-,build run demo $(SET_TARGETS)) auto-run auto-demo
+	$(addprefix sim-,build run demo $(SET_TARGETS)) auto-run auto-demo auto-up
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
-	@echo "  also: up, clean (down and delete the data), status, stepdown, lint, fmt,"
+	@echo "  also: up, clean (down, and delete the set's data; the spool stays), status, stepdown, lint, fmt,"
 	@echo "        $(BENCHES) (one benchmark each)"
 
-$(SET_TARGETS): %: $(ON)-%
+$(filter-out up,$(SET_TARGETS)): %: $(ON)-%
+
+# As `run`: the compose set when a Docker engine answers, else the simulator.
+up: $(if $(filter sim,$(ON)),sim-up,auto-up)
+
+auto-up:
+	@if $(ENGINE_ANSWERS); then exec $(MAKE) --no-print-directory compose-up; fi; \
+	echo "no Docker engine answers: starting mabel-sim, a simulated replica set (not MongoDB); start Docker for the real one"; \
+	exec $(MAKE) --no-print-directory sim-up
 
 # With no simulator running: the compose set when a Docker engine answers, else the
 # simulator, started in the background and left running (make down stops it). `STARTS=sim-up`

@@ -145,7 +145,8 @@ fn first_error_line(output: &Output) -> String {
 
 #[test]
 fn make_says_in_one_line_when_compose_or_an_engine_is_missing() {
-    let none = make("up", "");
+    // (`up`, as `run`, would start the simulator instead: tests/simulator.rs.)
+    let none = make("status", "");
     assert!(!none.status.success());
     let line = first_error_line(&none);
     assert!(line.starts_with("make: Docker Compose not found"), "{line}");

@@ -275,7 +275,14 @@ fn make_demo_tells_the_seeds_story_on_the_simulator_and_exits_with_a_clean_audit
 #[test]
 fn make_down_leaves_no_process_and_a_simulator_that_cannot_start_says_why() {
     let make = Make::new("sim-down", "2s");
-    let up = succeeded(&make.run("sim-up", &[]));
+    // With nothing running and no engine, `make up` starts the simulator, as `make run` does.
+    let up = succeeded(&make.run("up", &[]));
+    assert!(
+        up.starts_with(
+            "no Docker engine answers: starting mabel-sim, a simulated replica set (not MongoDB)"
+        ),
+        "{up}"
+    );
     let pid = started_pid(&up);
     assert!(running(pid));
     assert!(succeeded(&make.run("up", &[])).contains(&format!("mabel-sim is running (pid {pid})")));
