@@ -57,15 +57,25 @@ pub fn start(shared: &Arc<Shared>) {
 impl State {
     /// Fires every timer due by `now`, in order, and lets replication move. Returns whether
     /// anything changed.
+    ///
+    /// Replication moves up to each timer's due time before the timer fires, and up to `now`
+    /// only after the last: a write copied at `now` must not count (say, as caught up for a
+    /// `replSetStepDown`, or as newer for a vote) at a timer due before it was copied. A timer
+    /// due before what was already replicated (a heartbeat settled by a member answering
+    /// again) sees replication as it stands: it never runs backwards.
     pub fn advance(&mut self, now: Instant) -> bool {
-        let mut changed = self.replicate(now);
+        let mut changed = false;
+        let mut replicated: Option<Instant> = None;
         for _ in 0..MOST_FIRED {
             match self.next_due() {
                 Some((at, due)) if at <= now => {
+                    let upto = replicated.map_or(at, |r| r.max(at));
+                    changed |= self.replicate(upto);
+                    replicated = Some(upto);
                     changed |= self.fire(due, at);
-                    changed |= self.replicate(now);
                 }
                 _ => {
+                    changed |= self.replicate(now);
                     changed |= self.progress_index_builds(now);
                     return changed;
                 }

@@ -158,6 +158,12 @@ pub struct Member {
     /// Bumped each time it leaves PRIMARY, so that operations it was running when it did
     /// (held inserts, index builds, write-concern waits) know they were interrupted.
     pub step_downs: u64,
+    /// A `replSetStepDown` is waiting for a secondary to catch up: the member is still
+    /// PRIMARY but takes no writes, and `hello` says `isWritablePrimary: false`,
+    /// `secondary: false` (`ReplicationCoordinatorImpl::stepDown`: `autoGetRstlEnterStepDown`,
+    /// `prepareForStepDownAttempt`; `jstests/replsets/stepdown_long_wait_time.js`). Cleared
+    /// when its role changes, or when the attempt fails and it takes writes again.
+    pub stepping_down: bool,
 }
 
 pub struct Listener {
@@ -208,6 +214,7 @@ impl Shared {
                 peers: (0..count).map(|_| Peer::heard_now(now)).collect(),
                 election_at: None,
                 step_downs: 0,
+                stepping_down: false,
             })
             .collect();
         let rng = StdRng::seed_from_u64(timers.seed);
@@ -321,6 +328,14 @@ impl State {
     /// an earlier one when it was cut off before another member was elected and has not
     /// heard of it yet.
     pub fn writable_term(&self, member: usize) -> Option<i64> {
+        self.leader_term(member)
+            .filter(|_| !self.members[member].stepping_down)
+    }
+
+    /// The term `member` is writable primary of, counting one whose `replSetStepDown` is
+    /// still waiting for a secondary: it is still leader and still moves its commit point
+    /// (`TopologyCoordinator`'s `kAttemptingStepDown` is a leader mode).
+    pub fn leader_term(&self, member: usize) -> Option<i64> {
         let m = &self.members[member];
         (m.role == Role::Primary(Phase::Writable)).then_some(m.term)
     }
@@ -355,6 +370,7 @@ impl State {
         }
         m.role = role;
         m.role_since = now;
+        m.stepping_down = false;
         m.topology.counter += 1;
         let term = m.term;
         self.events.push(Event::role(member, role, term));

@@ -25,9 +25,7 @@ use bson::oid::ObjectId;
 use crate::cluster::{Phase, Role, State};
 use crate::events::{Event, Kind};
 use crate::oplog::Op;
-
-/// Votes to win an election, and members to hold an entry to commit it, in a set of three.
-pub const MAJORITY: usize = 2;
+use crate::replication::MAJORITY;
 
 /// Why a primary stepped down, as the event says it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -176,12 +174,11 @@ impl State {
         self.start_drain(member, now);
     }
 
-    /// Drain: the "new primary" no-op is written, so that the new term can commit. Catch-up
-    /// and drain are one mode of the server's (`kLeaderElect`): `topologyVersion` moved when
-    /// the member became PRIMARY, and does not move again until drain ends.
+    /// Drain: the member applies what it fetched. Catch-up and drain are one mode of the
+    /// server's (`kLeaderElect`): `topologyVersion` moved when the member became PRIMARY, and
+    /// does not move again until drain ends.
     fn start_drain(&mut self, member: usize, now: Instant) {
         let term = self.members[member].term;
-        self.log(member, term, Op::Noop);
         let m = &mut self.members[member];
         m.role = Role::Primary(Phase::Drain);
         m.role_since = now;
@@ -189,11 +186,17 @@ impl State {
         self.events.push(Event::role(member, drain, term));
     }
 
-    /// Drain ends: the config term is bumped by a reconfig, and the primary takes writes.
+    /// Drain ends: the "new primary" no-op is written, so that the new term can commit, the
+    /// config term is bumped by a reconfig, and the primary takes writes. The no-op comes
+    /// after what was drained and just before the member becomes writable
+    /// (`signalDrainComplete` -> `logTransitionToPrimaryToOplog`, then
+    /// `completeTransitionToPrimary`; selfdriving-facts.md §2 "Drain, then writable").
     pub fn finish_drain(&mut self, member: usize, now: Instant) {
         if self.members[member].role == Role::Primary(Phase::CatchUp) {
             self.start_drain(member, now);
         }
+        let term = self.members[member].term;
+        self.log(member, term, Op::Noop);
         self.members[member].topology.counter += 1;
         self.set_role(member, Role::Primary(Phase::Writable), now);
     }
@@ -207,8 +210,11 @@ impl State {
         let m = &mut self.members[member];
         m.step_downs += 1;
         // Once when writes stop, once at SECONDARY
-        // (`jstests/replsets/awaitable_hello_stepdown_stepup.js`).
-        m.topology.counter += 1;
+        // (`jstests/replsets/awaitable_hello_stepdown_stepup.js`). A `replSetStepDown` stopped
+        // writes, and moved the counter, when it began (`stepdown::hand_over`).
+        if !m.stepping_down {
+            m.topology.counter += 1;
+        }
         let reason = why.reason();
         self.events
             .push(Event::new(member, Kind::SteppedDown { reason }));

@@ -8,13 +8,14 @@
 //! primary, and its last write. A primary that is still catching up or draining says
 //! `isWritablePrimary: false` and `secondary: true` and names itself as `primary`
 //! (`jstests/replsets/awaitable_hello_stepdown_stepup.js`); a member in STARTUP2, RECOVERING
-//! or ROLLBACK says `secondary: false`.
+//! or ROLLBACK says `secondary: false`, and so does a primary whose `replSetStepDown` waits
+//! for a secondary (still naming itself `primary`).
 //!
 //! Awaitable `hello` (the server-monitoring specification, "Awaitable hello Protocol";
 //! `jstests/noPassthrough/awaitable_hello.js`): a request with `topologyVersion` and
 //! `maxAwaitTimeMS` whose `topologyVersion` is the member's own is held until the member's
 //! changes or `maxAwaitTimeMS` passes; one from another process or with an older counter is
-//! answered at once. With the `exhaustAllowed` flag the reply carries `moreToCome` and the
+//! answered at once. With the `exhaustAllowed` flag the reply, held or not, carries `moreToCome` and the
 //! member goes on replying on the same connection, each reply held the same way, until the
 //! connection closes (the server streams; the specification says it MAY).
 
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bson::{doc, Bson, DateTime, Document, RawDocumentBuf, Timestamp};
 
-use crate::cluster::{Phase, Role, Shared, State, TopologyVersion};
+use crate::cluster::{Role, Shared, State, TopologyVersion};
 use crate::commands::{is_current, raw, Outcome};
 use crate::election::election_id;
 use crate::errors;
@@ -38,48 +39,66 @@ pub fn hello<'a>(
     connection_id: i32,
     request: &Request,
 ) -> Outcome {
-    let awaited = match awaited(&request.body, state.members[member].topology) {
+    let awaited = match awaited(
+        &request.body,
+        request.exhaust_allowed,
+        state.members[member].topology,
+    ) {
         Ok(awaited) => awaited,
         Err(refusal) => return Outcome::Reply(raw(refusal)),
     };
-    if let Some((seen, wait)) = awaited {
-        let deadline = Instant::now() + wait;
+    if let Awaited::Hold(seen, wait) = awaited {
+        let deadline = Instant::now().checked_add(wait);
         loop {
             if !is_current(&state, member, incarnation) {
                 return Outcome::Gone;
             }
             let m = &state.members[member];
             let now = Instant::now();
+            let over = deadline.is_some_and(|d| now >= d);
             // A hung process answers nothing, however long the wait was meant to be.
-            if !m.hung && (m.topology != seen || now >= deadline) {
+            if !m.hung && (m.topology != seen || over) {
                 break;
             }
-            let left = if m.hung {
-                Duration::from_secs(1)
-            } else {
-                deadline - now
+            let left = match deadline {
+                Some(d) if !m.hung => (d - now).min(Duration::from_secs(1)),
+                _ => Duration::from_secs(1),
             };
             state = shared.wait(state, left);
         }
     }
     let reply = reply(&state, &shared.set_name, member, connection_id, request);
-    match awaited.is_some() && request.exhaust_allowed {
+    // With `exhaustAllowed` the reply streams whether it waited or not: one to an old or
+    // another process's `topologyVersion` is sent at once and the stream goes on from the
+    // current one (`replication_info.cpp`: `if (opCtx->isExhaust())` ...
+    // `setNextInvocation`, with the current `topologyVersion` in place of the client's).
+    match awaited != Awaited::Plain && request.exhaust_allowed {
         true => Outcome::Stream(reply),
         false => Outcome::Reply(reply),
     }
 }
 
-/// The `topologyVersion` a request awaits a change of, and for how long; `None` for a plain
-/// `hello`, answered at once. The checks are the server's (`awaitable_hello.js`).
-fn awaited(
-    body: &Document,
-    mine: TopologyVersion,
-) -> Result<Option<(TopologyVersion, Duration)>, Document> {
+/// What a `hello` asks for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Awaited {
+    /// No `topologyVersion`: answered at once, and never streamed.
+    Plain,
+    /// Awaitable, with an old or another process's `topologyVersion`: answered at once.
+    Now,
+    /// Awaitable with the member's own `topologyVersion`: held until it changes or the wait
+    /// is over.
+    Hold(TopologyVersion, Duration),
+}
+
+/// The `topologyVersion` a request awaits a change of, and for how long. The checks, in
+/// the server's order (`replication_info.cpp` `CmdHello::run`; `awaitable_hello.js`), before
+/// `awaitHelloResponse` compares versions (`replication_coordinator_impl.cpp`).
+fn awaited(body: &Document, exhaust: bool, mine: TopologyVersion) -> Result<Awaited, Document> {
     let version = body.get_document("topologyVersion").ok();
     let max_await = body.get("maxAwaitTimeMS").and_then(whole);
-    let (version, max_await) = match (version, max_await) {
-        (None, None) => return Ok(None),
-        (Some(version), Some(max_await)) => (version, max_await),
+    let awaitable = match (version, max_await) {
+        (None, None) => None,
+        (Some(version), Some(max_await)) => Some((version, max_await)),
         (Some(_), None) => {
             let message = "A request with a 'topologyVersion' must include 'maxAwaitTimeMS'";
             return Err(errors::command_error(31368, message, false));
@@ -89,18 +108,28 @@ fn awaited(
             return Err(errors::command_error(31368, message, false));
         }
     };
-    if max_await < 0 {
+    let counter = awaitable.and_then(|(version, _)| version.get("counter").and_then(whole));
+    if counter.is_some_and(|c| c < 0) {
+        let message = "topologyVersion must have a non-negative counter";
+        return Err(errors::command_error(31372, message, false));
+    }
+    if awaitable.is_some_and(|(_, max_await)| max_await < 0) {
         let message = "'maxAwaitTimeMS' must be a non-negative integer";
         return Err(errors::command_error(31373, message, false));
     }
-    let (Ok(process_id), Some(counter)) = (
-        version.get_object_id("processId"),
-        version.get("counter").and_then(whole),
-    ) else {
-        return Ok(None);
+    // An exhaust `hello` must be awaitable: the driver sets `exhaustAllowed` only then.
+    if exhaust && awaitable.is_none() {
+        let message = "An isMaster or hello request with exhaust must specify 'maxAwaitTimeMS'";
+        return Err(errors::command_error(51756, message, false));
+    }
+    let Some((version, max_await)) = awaitable else {
+        return Ok(Awaited::Plain);
+    };
+    let (Ok(process_id), Some(counter)) = (version.get_object_id("processId"), counter) else {
+        return Ok(Awaited::Now);
     };
     if process_id != mine.process_id || counter < mine.counter {
-        return Ok(None);
+        return Ok(Awaited::Now);
     }
     if counter > mine.counter {
         let message = format!(
@@ -112,7 +141,7 @@ fn awaited(
         return Err(errors::command_error(31382, &message, false));
     }
     let wait = Duration::from_millis(max_await as u64);
-    Ok(Some((mine, wait)))
+    Ok(Awaited::Hold(mine, wait))
 }
 
 /// The request the member answers next on a streaming connection: the same, awaiting a
@@ -158,8 +187,11 @@ fn reply(
         reply.insert("info", "Does not have a valid replica set config");
         reply.insert("isreplicaset", true);
     } else {
-        let writable = m.role == Role::Primary(Phase::Writable);
-        let secondary = matches!(m.role, Role::Secondary | Role::Primary(_)) && !writable;
+        let writable = state.writable_term(member).is_some();
+        // A primary whose `replSetStepDown` waits for a secondary says neither
+        // (`stepdown::hand_over`; selfdriving-facts.md §3 "When the counter moves").
+        let secondary =
+            matches!(m.role, Role::Secondary | Role::Primary(_)) && !writable && !m.stepping_down;
         reply.insert("hosts", state.hosts());
         reply.insert("setName", set_name);
         reply.insert("setVersion", 1);

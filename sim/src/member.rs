@@ -53,6 +53,7 @@ pub fn kill(shared: &Shared, member: usize) {
         m.hung = false;
         m.incarnation += 1;
         m.step_downs += 1;
+        m.stepping_down = false;
         m.election_at = None;
         m.close_connections();
         m.listener.take()

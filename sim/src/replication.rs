@@ -33,7 +33,8 @@ use crate::events::{Event, Kind};
 use crate::oplog::{common_point, Entry, Op, OpTime};
 use crate::store::Store;
 
-/// Votes to win an election, and members to hold an entry to commit it, in a set of three.
+/// Votes to win an election, and members to hold an entry to commit it, in a set of three
+/// (`election` counts votes with it too).
 pub const MAJORITY: usize = 2;
 
 /// One member's copy of the set's data and what it knows of replication.
@@ -262,7 +263,7 @@ impl State {
     /// own history. Returns whether it moved.
     fn advance_commit_point(&mut self, member: usize) -> bool {
         let replica = self.replica(member);
-        let committed = match self.writable_term(member) {
+        let committed = match self.leader_term(member) {
             Some(term) => (replica.committed..replica.oplog.len())
                 .rev()
                 .take_while(|&i| replica.oplog[i].optime.term == term)

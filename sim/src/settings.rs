@@ -30,7 +30,9 @@ pub struct Timers {
     /// accepts it and never replies (hung, or cut off) before that member is marked down.
     pub heartbeat_timeout: Duration,
     /// `catchUpTimeoutMillis`: how long a primary-elect may catch up before it takes writes
-    /// anyway; `None` is -1, no limit.
+    /// anyway; `None` is -1, no limit. Not modelled, so never read: a primary-elect fetches
+    /// what it reaches in one step (`State::catch_up`), so no limit is ever reached. Kept so
+    /// that the timers say what the config would.
     pub catch_up_timeout: Option<Duration>,
     /// How long a new primary stays in drain mode (`hello` says `isWritablePrimary: false`,
     /// `secondary: true`) before it takes writes: applying what it fetched, writing its

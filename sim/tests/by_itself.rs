@@ -380,3 +380,130 @@ fn hand_over_steps_the_primary_down_and_a_caught_up_secondary_takes_over_at_once
     );
     assert_eq!(set.writable_primary(), Some(new));
 }
+
+/// `replSetStepDown` sent through the driver to member 0, from another thread.
+fn step_down_command(
+    set: &ReplicaSet,
+    body: bson::Document,
+) -> crate::driver::Call<bson::Document> {
+    let client = direct(set, 0);
+    crate::driver::call("replSetStepDown", move || {
+        match client.database("admin").run_command(body).run() {
+            Ok(reply) => reply,
+            Err(e) => match *e.kind {
+                ErrorKind::Command(c) => doc! { "ok": 0.0, "code": c.code },
+                other => panic!("{other:?}"),
+            },
+        }
+    })
+}
+
+/// `TopologyCoordinator::tryToStartStepDown`: with `force` and a catch-up period, the primary
+/// waits that period for a secondary (`forceNow = force && now >= waitUntil`), then steps down
+/// anyway; one that steps down for another reason while it waits fails the command with 189.
+#[test]
+fn a_forced_step_down_waits_out_its_catch_up_period_and_another_step_down_fails_it() {
+    let set = ReplicaSet::with_timers(Timers::with_election_timeout(Duration::from_secs(60)));
+    set.set_lag(1, Duration::from_secs(60));
+    set.set_lag(2, Duration::from_secs(60));
+    breaths(&set.uri())
+        .insert_one(breath())
+        .write_concern(w1())
+        .run()
+        .expect("w: 1");
+    let started = Instant::now();
+    let forced = doc! { "replSetStepDown": 10, "secondaryCatchUpPeriodSecs": 1, "force": true };
+    let reply = step_down_command(&set, forced).result();
+    assert_eq!(reply.get_f64("ok"), Ok(1.0), "{reply}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(set.status()[0].role, Some(Role::Secondary));
+
+    set.elect(0);
+    let waiting = step_down_command(
+        &set,
+        doc! { "replSetStepDown": 10, "secondaryCatchUpPeriodSecs": 5 },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    set.step_down();
+    let reply = waiting.result();
+    assert_eq!(reply.get_i32("code"), Ok(189), "{reply}");
+}
+
+/// `CmdReplSetFreeze` reads its seconds with `numberInt`: 2^32 + 1 is 1, with its warning.
+/// `CmdReplSetStepDown` converts its seconds to milliseconds and fails with 15
+/// DurationOverflow when they do not fit, instead of taking the member down with it.
+#[test]
+fn huge_freeze_and_step_down_periods_are_read_as_the_server_reads_them() {
+    let set = ReplicaSet::start();
+    let admin = direct(&set, 1).database("admin");
+    let reply = admin
+        .run_command(doc! { "replSetFreeze": 4_294_967_297i64 })
+        .run()
+        .expect("frozen");
+    assert_eq!(
+        reply.get_str("warning"),
+        Ok("you really want to freeze for only 1 second?"),
+        "{reply}"
+    );
+    admin
+        .run_command(doc! { "replSetFreeze": i64::MAX })
+        .run()
+        .expect("numberInt makes it -1");
+    for secs in [i64::MAX, i64::MAX / 1000] {
+        let reply = step_down_command(&set, doc! { "replSetStepDown": secs, "force": true });
+        assert_eq!(reply.result().get_i32("code"), Ok(15), "{secs}");
+    }
+    assert_eq!(set.writable_primary(), Some(0));
+}
+
+/// After an election the new primary drains, and writes its "new primary" no-op only when
+/// drain ends, just before it takes writes (`logTransitionToPrimaryToOplog` after drain);
+/// while it drains it is a leader, so `replSetFreeze` is refused
+/// (`prepareFreezeResponse`: only a follower may freeze).
+#[test]
+fn a_draining_primary_writes_its_no_op_at_drain_end_and_refuses_to_freeze() {
+    let timers = Timers {
+        drain: Duration::from_millis(1500),
+        ..Timers::fast()
+    };
+    let set = ReplicaSet::with_timers(timers);
+    let entries = set.status()[1].entries;
+    set.kill(0);
+    let deadline = Instant::now() + WATCHDOG;
+    let new = loop {
+        let draining = (1..3).find(|&m| set.status()[m].role == Some(Role::Primary(Phase::Drain)));
+        if let Some(m) = draining {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no draining primary: {:#?}",
+            set.events()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        set.status()[new].entries,
+        entries,
+        "no no-op while draining"
+    );
+    let refused = direct(&set, new)
+        .database("admin")
+        .run_command(doc! { "replSetFreeze": 10 })
+        .run()
+        .expect_err("a leader cannot freeze");
+    assert!(
+        matches!(&*refused.kind, ErrorKind::Command(c) if c.code == 95),
+        "{refused:?}"
+    );
+    set.wait_for_role(new, Role::Primary(Phase::Writable), Duration::from_secs(5));
+    assert_eq!(
+        set.status()[new].entries,
+        entries + 1,
+        "the no-op, at drain end"
+    );
+}

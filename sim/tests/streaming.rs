@@ -166,3 +166,126 @@ fn step_up_moves_the_counter_by_three_and_step_down_by_two() {
     set.step_down();
     assert_eq!(counter(), before + 5);
 }
+
+/// One command on `stream`, and its reply.
+fn command(stream: &mut TcpStream, id: i32, body: Document) -> Document {
+    send(stream, id, 0, &body);
+    receive(stream).body
+}
+
+/// `ReplicationCoordinatorImpl::stepDown`, `jstests/replsets/stepdown_long_wait_time.js`:
+/// a `replSetStepDown` stops writes as it starts waiting for a secondary (still PRIMARY,
+/// `isWritablePrimary: false`, `secondary: false`, the counter moved once), kills a write
+/// waiting for its write concern, and, when none catches up in time, fails with 262 and
+/// takes writes again, the counter moved once more.
+#[test]
+fn a_step_down_stops_writes_while_it_waits_and_a_failed_one_takes_them_again() {
+    let set = ReplicaSet::with_timers(mabel_sim::Timers::with_election_timeout(
+        Duration::from_secs(60),
+    ));
+    set.set_lag(1, Duration::from_secs(60));
+    set.set_lag(2, Duration::from_secs(60));
+    let host = set.hosts()[0].clone();
+    let mut client = connect(&set, 0);
+    let hello = doc! { "hello": 1, "$db": "admin" };
+    let before = command(&mut client, 1, hello.clone());
+    let counter = |reply: &Document| {
+        let version = reply.get_document("topologyVersion").unwrap();
+        version.get_i64("counter").unwrap()
+    };
+    let insert = |id: i32, w: Document| {
+        doc! {
+            "insert": "c", "documents": [{ "_id": id }], "writeConcern": w, "$db": "test",
+        }
+    };
+    let ok = command(&mut client, 2, insert(1, doc! { "w": 1 }));
+    assert_eq!(ok.get_f64("ok"), Ok(1.0), "{ok}");
+
+    // A majority write that waits for the lagging secondaries.
+    let mut waiting = connect(&set, 0);
+    let majority = doc! { "w": "majority", "wtimeout": 30_000 };
+    send(&mut waiting, 3, 0, &insert(2, majority));
+    std::thread::sleep(Duration::from_millis(100));
+
+    let mut stepping = connect(&set, 0);
+    let step_down = doc! {
+        "replSetStepDown": 10, "secondaryCatchUpPeriodSecs": 1, "$db": "admin",
+    };
+    send(&mut stepping, 4, 0, &step_down);
+    let started = Instant::now();
+    let killed = receive(&mut waiting).body;
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "the waiting write is killed as the step-down starts: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        killed.get_f64("ok") == Ok(0.0) || killed.contains_key("writeConcernError"),
+        "{killed}"
+    );
+
+    let during = command(&mut client, 5, hello.clone());
+    assert_eq!(during.get_bool("isWritablePrimary"), Ok(false), "{during}");
+    assert_eq!(during.get_bool("secondary"), Ok(false), "{during}");
+    assert_eq!(during.get_str("primary"), Ok(host.as_str()), "{during}");
+    assert_eq!(counter(&during), counter(&before) + 1);
+    let refused = command(&mut client, 6, insert(3, doc! { "w": 1 }));
+    assert_eq!(refused.get_i32("code"), Ok(10107), "{refused}");
+    let role = set.status()[0].role;
+    assert_eq!(
+        role,
+        Some(mabel_sim::Role::Primary(mabel_sim::Phase::Writable))
+    );
+
+    let failed = receive(&mut stepping).body;
+    assert_eq!(failed.get_i32("code"), Ok(262), "{failed}");
+    let after = command(&mut client, 8, hello);
+    assert_eq!(after.get_bool("isWritablePrimary"), Ok(true), "{after}");
+    assert_eq!(counter(&after), counter(&before) + 2);
+    let ok = command(&mut client, 9, insert(4, doc! { "w": 1 }));
+    assert_eq!(ok.get_f64("ok"), Ok(1.0), "{ok}");
+}
+
+/// `replication_info.cpp` `CmdHello::run`: an exhaust `hello` whose `topologyVersion` is
+/// another process's is answered at once and streams on from the current one; one that is not awaitable fails
+/// with 51756; a negative counter with 31372 (`awaitable_hello.js`).
+#[test]
+fn an_exhaust_hello_with_an_old_topology_version_streams_and_bad_ones_fail() {
+    let set = ReplicaSet::start();
+    let mut stream = connect(&set, 1);
+    send(&mut stream, 1, 0, &doc! { "hello": 1, "$db": "admin" });
+    let current = version(&receive(&mut stream));
+
+    let mut foreign = current.clone();
+    foreign.insert("processId", bson::oid::ObjectId::new());
+    let asked = Instant::now();
+    send(&mut stream, 2, EXHAUST_ALLOWED, &awaitable(&foreign, 300));
+    let first = receive(&mut stream);
+    assert!(asked.elapsed() < Duration::from_millis(250), "at once");
+    assert_ne!(first.flags & MORE_TO_COME, 0, "moreToCome");
+    assert_eq!(version(&first), current);
+    let second = receive(&mut stream);
+    assert_eq!(second.response_to, first.id);
+    assert!(
+        asked.elapsed() >= Duration::from_millis(250),
+        "the next one waits on the current version: {:?}",
+        asked.elapsed()
+    );
+
+    let mut stream = connect(&set, 1);
+    send(
+        &mut stream,
+        3,
+        EXHAUST_ALLOWED,
+        &doc! { "hello": 1, "$db": "admin" },
+    );
+    let refused = receive(&mut stream);
+    assert_eq!(refused.body.get_i32("code"), Ok(51756), "{}", refused.body);
+    assert_eq!(refused.flags & MORE_TO_COME, 0);
+
+    let mut negative = current.clone();
+    negative.insert("counter", -1i64);
+    send(&mut stream, 4, 0, &awaitable(&negative, 0));
+    let refused = receive(&mut stream);
+    assert_eq!(refused.body.get_i32("code"), Ok(31372), "{}", refused.body);
+}
