@@ -8,8 +8,9 @@
 //! Every other command gets CommandNotFound, which a real server would not say for real
 //! commands such as `aggregate`, `count`, `update` or `delete`.
 //! `readConcern` is honoured by `find` ("majority" reads at the member's commit point,
-//! anything else reads all it holds) and `writeConcern` by `insert` (see `write_concern`);
-//! `maxTimeMS`, `comment` and `hint` are accepted and ignored.
+//! anything else reads all it holds); `writeConcern` by `insert`, `create` and
+//! `createIndexes` (see `write_concern`); `maxTimeMS` by a majority `find` waiting for a
+//! snapshot and by `createIndexes`; `comment` and `hint` are accepted and ignored.
 
 use std::sync::Arc;
 use std::sync::MutexGuard;
@@ -99,7 +100,7 @@ pub fn handle(
             return hello::hello(shared, state, member, incarnation, connection_id, request)
         }
         "insert" => {
-            let outcome = insert::insert(shared, state, member, incarnation, request);
+            let outcome = insert::insert(shared, state, member, incarnation, request, &passed);
             return fail_command::after_write(shared, member, request, &passed, outcome);
         }
         "find" => return find(shared, state, member, incarnation, request),
@@ -107,9 +108,14 @@ pub fn handle(
         "killCursors" => kill_cursors(&mut state, member, request),
         "listIndexes" => indexes::list(&mut state, member, request),
         "listCollections" => collections::list(&mut state, member, request),
-        "create" => return collections::create(shared, state, member, incarnation, request),
+        "create" => {
+            let outcome = collections::create(shared, state, member, incarnation, request, &passed);
+            return fail_command::after_write(shared, member, request, &passed, outcome);
+        }
         "createIndexes" => {
-            return index_builds::create(shared, state, member, incarnation, request)
+            let outcome =
+                index_builds::create(shared, state, member, incarnation, request, &passed);
+            return fail_command::after_write(shared, member, request, &passed, outcome);
         }
         "ping" | "endSessions" => raw(doc! { "ok": 1.0 }),
         "configureFailPoint" => raw(failpoint::configure(&mut state, member, request)),
@@ -229,11 +235,11 @@ fn get_more(state: &mut State, member: usize, request: &Request) -> RawDocumentB
     let Ok(id) = request.body.get_i64("getMore") else {
         return raw(errors::command_error(14, "cursor id must be a long", false));
     };
-    let batch_size = match request.body.get("batchSize") {
-        Some(Bson::Int32(n)) => usize::try_from(*n).ok(),
-        Some(Bson::Int64(n)) => usize::try_from(*n).ok(),
-        _ => None,
-    };
+    let batch_size = request
+        .body
+        .get("batchSize")
+        .and_then(integer)
+        .and_then(|n| usize::try_from(n).ok());
     match state.members[member].cursors.get_more(id, batch_size) {
         Some(cursor) => cursor_reply(cursor),
         None => raw(errors::command_error(
@@ -266,14 +272,7 @@ fn set_parameter(state: &mut State, member: usize, request: &Request) -> Documen
     let size = request
         .body
         .get("internalInsertMaxBatchSize")
-        .and_then(Bson::as_i64)
-        .or_else(|| {
-            request
-                .body
-                .get_i32("internalInsertMaxBatchSize")
-                .ok()
-                .map(i64::from)
-        });
+        .and_then(integer);
     match size {
         Some(size) if size > 0 => {
             let m = &mut state.members[member];
@@ -328,13 +327,22 @@ pub fn readable(state: &State, member: usize, request: &Request) -> Result<(), D
 
 /// The command's `maxTimeMS`, if it set one above 0.
 pub fn max_time(body: &Document) -> Option<Duration> {
-    let ms = match body.get("maxTimeMS")? {
-        Bson::Int32(n) => i64::from(*n),
-        Bson::Int64(n) => *n,
-        Bson::Double(f) => *f as i64,
-        _ => return None,
-    };
+    let ms = integer(body.get("maxTimeMS")?)?;
     (ms > 0).then(|| Duration::from_millis(ms as u64))
+}
+
+/// A whole number however it is typed: an int32, an int64, or a double with no fraction that
+/// an int64 holds, as the server's integer parsers take them (`BSONElement::
+/// parseIntegerElementToLong`, behind the IDL's `safeInt64`). Where the server truncates a
+/// fraction instead (`safeNumberLong`), the caller does that itself.
+pub fn integer(value: &Bson) -> Option<i64> {
+    match value {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        // 2^63 is the first double past i64::MAX.
+        Bson::Double(f) if f.fract() == 0.0 && f.abs() < -(i64::MIN as f64) => Some(*f as i64),
+        _ => None,
+    }
 }
 
 /// `db.collection` from `$db` and the command's collection argument.

@@ -54,6 +54,11 @@ pub fn code_name(code: i32) -> Option<&'static str> {
         10107 => "NotWritablePrimary",
         48 => "NamespaceExists",
         72 => "InvalidOptions",
+        85 => "IndexOptionsConflict",
+        86 => "IndexKeySpecsConflict",
+        276 => "IndexBuildAborted",
+        278 => "UnsatisfiableCommitQuorum",
+        285 => "IndexBuildAlreadyInProgress",
         165 => "ViewDepthLimitExceeded",
         166 => "CommandNotSupportedOnView",
         11000 => "DuplicateKey",
@@ -109,8 +114,7 @@ pub fn invalid_namespace() -> Document {
 }
 
 /// What a secondary answers to a write. Like 4.4+, it is labelled retryable only when the
-/// command carried a `txnNumber`. A real server would also attach `topologyVersion`, which
-/// the fake never sends (see `commands::hello`).
+/// command carried a `txnNumber`; `commands::finish` attaches `topologyVersion`.
 pub fn not_primary(has_txn_number: bool) -> Document {
     command_error(10107, "not primary", has_txn_number)
 }
@@ -128,6 +132,12 @@ pub fn not_primary_or_secondary(recovering: bool) -> Document {
         false => "node is not in primary or recovering state",
     };
     command_error(13436, message, false)
+}
+
+/// What a command that needs a collection says of a view (`catalog_raii.cpp`): code 166,
+/// CommandNotSupportedOnView.
+pub fn view_message(ns: &str) -> String {
+    format!("Namespace {ns} is a view, not a collection")
 }
 
 /// What an operation killed by a step-down gets (`InterruptedDueToReplStateChange`).

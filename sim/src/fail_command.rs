@@ -19,12 +19,9 @@
 //!   `NoWritesPerformed` never appears here: the op times it compares are not taken yet when
 //!   an `errorCode` fires, and a write that ran moved them.
 //!
-//! `namespace`, `threadName`, `failInternalCommands` and `errorExtraInfo` are ignored. In the
-//! fake, an insert waits for its write concern (`write_concern.rs`) before the fail point's
-//! `writeConcernError` is put on its reply, where the server skips the wait: the same reply,
-//! later when replication is held up.
-//! `writeConcernError` and the `errorLabels` of a fail point that only blocks reach `insert`
-//! replies alone.
+//! `namespace`, `threadName`, `failInternalCommands` and `errorExtraInfo` are ignored.
+//! `writeConcernError` and the `errorLabels` of a fail point that only blocks reach the write
+//! commands the fake has, `insert`, `create` and `createIndexes`.
 
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
@@ -32,9 +29,10 @@ use std::time::{Duration, Instant};
 use bson::{Bson, Document};
 
 use crate::cluster::{Shared, State};
+use crate::commands::integer;
 use crate::commands::{finish, raw, Outcome};
 use crate::errors;
-use crate::failpoint::{error, number};
+use crate::failpoint::error;
 use crate::hello;
 use crate::wire::Request;
 
@@ -42,7 +40,7 @@ const FAILPOINT_MESSAGE: &str = "Failing command via 'failCommand' failpoint";
 
 /// What the `failCommand` check before a command left for after it.
 pub struct Passed {
-    member: usize,
+    pub member: usize,
     was_primary: bool,
     connection_id: i32,
     /// `errorLabels` of a fail point that blocked the command and let it run.
@@ -83,7 +81,7 @@ pub fn before_command<'a>(
         applies(data, &name, app.as_deref())
             && (flag(data, "closeConnection")
                 || flag(data, "blockConnection")
-                || number(data.get("errorCode").unwrap_or(&Bson::Null)).is_some())
+                || data.get("errorCode").and_then(number).is_some())
     });
     let Some(data) = fired else {
         return Ok((state, passed));
@@ -91,7 +89,7 @@ pub fn before_command<'a>(
     passed.labels = data.get_array("errorLabels").ok().cloned();
     if flag(&data, "blockConnection") {
         let block = match data.get("blockTimeMS").and_then(number) {
-            Some(ms) if ms >= 0.0 => Duration::from_millis(ms as u64),
+            Some(ms) if ms >= 0 => Duration::from_millis(ms as u64),
             Some(_) => {
                 return Err(reply(
                     &state,
@@ -117,8 +115,29 @@ pub fn before_command<'a>(
     Ok((state, passed))
 }
 
-/// The `failCommand` check after a write command ran: a `writeConcernError` fail point adds
-/// its error to the reply, and `errorLabels` replace the labels of an error reply.
+/// The `failCommand` check of a write command that ran and is about to wait for its write
+/// concern: the data of a `writeConcernError` fail point that fired, and the reply is to get
+/// that error instead of the wait (`write_concern::respond_when_met`).
+pub fn write_concern_failure(
+    state: &mut State,
+    request: &Request,
+    passed: &Passed,
+) -> Option<Document> {
+    if !passed.was_primary || request.more_to_come {
+        return None;
+    }
+    let name = request.name().to_string();
+    let fail_points = &mut state.members[passed.member].fail_points;
+    let app = fail_points.app_names.get(&passed.connection_id).cloned();
+    fail_points.enter("failCommand", |data| {
+        applies(data, &name, app.as_deref()) && data.contains_key("writeConcernError")
+    })
+}
+
+/// The `failCommand` check after a write command: a `writeConcernError` fail point adds its
+/// error to the reply of one that failed before it waited for its write concern (one that
+/// got so far met it in `write_concern_failure`), and `errorLabels` replace the labels of an
+/// error reply.
 pub fn after_write(
     shared: &Shared,
     member: usize,
@@ -141,6 +160,7 @@ pub fn after_write(
         let fired = fail_points.enter("failCommand", |data| {
             applies(data, &name, app.as_deref())
                 && data.contains_key("writeConcernError")
+                && reply.get_f64("ok") == Ok(0.0)
                 && !reply.contains_key("writeConcernError")
         });
         if let Some(data) = fired {
@@ -244,6 +264,11 @@ fn strip_metadata(reply: &mut Document) -> Document {
         }
     }
     metadata
+}
+
+/// A number as `safeNumberInt`/`getIntField` read the fail point's data: a fraction dropped.
+fn number(value: &Bson) -> Option<i64> {
+    integer(value).or_else(|| value.as_f64().map(|f| f as i64))
 }
 
 fn flag(data: &Document, field: &str) -> bool {

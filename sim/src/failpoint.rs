@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use bson::{doc, Bson, Document};
 
 use crate::cluster::State;
+use crate::commands::integer;
 use crate::wire::Request;
 
 const KNOWN: [&str; 5] = [
@@ -142,7 +143,7 @@ fn parse(body: &Document) -> Result<(Mode, Document), Document> {
             } else if let Some(skip) = m.get("skip") {
                 Mode::Skip(count(skip, "skip")?)
             } else if let Some(p) = m.get("activationProbability") {
-                let Some(p) = number(p) else {
+                let Some(p) = p.as_f64().or_else(|| integer(p).map(|n| n as f64)) else {
                     let message = "the 'activationProbability' option to 'mode' must be a \
                                    double between 0 and 1";
                     return Err(error(14, "TypeMismatch", message));
@@ -178,14 +179,9 @@ fn parse(body: &Document) -> Result<(Mode, Document), Document> {
 
 /// `times` or `skip`: a whole number from 0 to i32::MAX.
 fn count(value: &Bson, field: &str) -> Result<i64, Document> {
-    let n = match value {
-        Bson::Int32(n) => i64::from(*n),
-        Bson::Int64(n) => *n,
-        Bson::Double(f) if f.fract() == 0.0 => *f as i64,
-        _ => {
-            let message = format!("Expected field \"{field}\" to have numeric type");
-            return Err(error(14, "TypeMismatch", &message));
-        }
+    let Some(n) = integer(value) else {
+        let message = format!("Expected field \"{field}\" to have numeric type");
+        return Err(error(14, "TypeMismatch", &message));
     };
     if n < 0 {
         let message = format!("'{field}' option to 'mode' must be positive");
@@ -196,15 +192,6 @@ fn count(value: &Bson, field: &str) -> Result<i64, Document> {
         return Err(error(2, "BadValue", &message));
     }
     Ok(n)
-}
-
-pub fn number(value: &Bson) -> Option<f64> {
-    match value {
-        Bson::Int32(n) => Some(f64::from(*n)),
-        Bson::Int64(n) => Some(*n as f64),
-        Bson::Double(f) => Some(*f),
-        _ => None,
-    }
 }
 
 /// An error with the server's code name, for codes `errors::code_name` does not know.

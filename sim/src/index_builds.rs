@@ -16,15 +16,19 @@
 //! - The command waits for the build, then for its write concern. At `maxTimeMS` it aborts
 //!   the build and fails with 50. A step-down fails it with 11602, and the build goes on: the
 //!   next primary commits it when the quorum is met. An index already built or building is
-//!   not built again; the command waits for one still building.
+//!   not built again; the command waits for one still building, then works out again what
+//!   is left to build. The same key under another name is 85 IndexOptionsConflict, another
+//!   key under a name already taken 86 IndexKeySpecsConflict; a given `name` is kept.
 //! - The reply: `numIndexesBefore`, `numIndexesAfter`, `createdCollectionAutomatically`,
-//!   `commitQuorum` (as given, else `"votingMembers"`), `note`, in that order.
+//!   `commitQuorum` (as given, else `"votingMembers"`), `note`, in that order; with nothing
+//!   to build, only the counts and `note: "all indexes already exist"`.
 //!
 //! On a view it fails with 166, "Cannot create indexes on a view"; on a time-series collection
 //! a unique index fails with 72, "Unique indexes are not supported on time-series collections".
 //!
-//! Limits: a unique index is checked against the documents when the build starts, not at
-//! commit; indexes are on one field, or on several when they are not unique.
+//! A unique index is checked against the documents when the build starts, and again by the
+//! primary before it commits: a duplicate written meanwhile aborts the build and fails the
+//! command with 11000. Limits: indexes are on one field, or on several when not unique.
 
 use std::collections::HashSet;
 use std::sync::MutexGuard;
@@ -34,9 +38,11 @@ use bson::{doc, Bson, Document};
 
 use crate::cluster::{Shared, State};
 use crate::collections::Kind;
-use crate::commands::{is_current, max_time, respond, write_target, Outcome};
+use crate::commands::{integer, is_current, max_time, respond, write_target, Outcome};
 use crate::errors;
+use crate::fail_command::Passed;
 use crate::oplog::Op;
+use crate::store::{DuplicateKey, Index};
 use crate::wire::Request;
 use crate::write_concern;
 
@@ -49,6 +55,8 @@ pub struct Build {
     /// The members that have voted to commit.
     votes: HashSet<usize>,
     pub outcome: Option<Ended>,
+    /// Why the primary aborted it at commit: a unique index over duplicates.
+    failure: Option<Box<DuplicateKey>>,
 }
 
 /// How a build ended.
@@ -77,10 +85,14 @@ impl Quorum {
             Some(Bson::String(s)) if s == "majority" => {
                 Ok((Quorum::Majority, Bson::from(s.as_str())))
             }
+            // `CommitQuorumOptions::parse` takes any number, a fraction dropped
+            // (`safeNumberLong`), and the reply writes it back as an int.
             Some(n @ (Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_))) => {
-                let members = n.as_i64().or_else(|| n.as_f64().map(|f| f as i64));
+                let members = integer(n).or_else(|| n.as_f64().map(|f| f as i64));
                 match members {
-                    Some(m) if (0..=3).contains(&m) => Ok((Quorum::Members(m as usize), n.clone())),
+                    Some(m) if (0..=3).contains(&m) => {
+                        Ok((Quorum::Members(m as usize), Bson::Int32(m as i32)))
+                    }
                     _ => Err(unsatisfiable()),
                 }
             }
@@ -134,6 +146,18 @@ impl State {
             if build.votes.len() >= quorum && built(self, primary) {
                 let ns = build.ns.clone();
                 let term = self.members[primary].term;
+                // Documents written while the index was building were not checked against it;
+                // the primary checks them before it commits, and a duplicate aborts the build
+                // (7.0 reports build errors at commit: `IndexBuildsCoordinator::
+                // _insertKeysFromSideTablesAndCommit` checks the constraint violations it
+                // recorded). 7.1 aborts at once for errors other than duplicate keys.
+                if let Some(duplicate) = self.duplicate_in_build(primary, &ns, id) {
+                    self.log(primary, term, Op::AbortIndexBuild { ns, build: id });
+                    self.index_builds[b].outcome = Some(Ended::Aborted);
+                    self.index_builds[b].failure = Some(duplicate);
+                    changed = true;
+                    continue;
+                }
                 self.log(primary, term, Op::CommitIndexBuild { ns, build: id });
                 self.index_builds[b].outcome = Some(Ended::Committed);
                 changed = true;
@@ -179,6 +203,7 @@ pub fn create<'a>(
     member: usize,
     incarnation: u64,
     request: &Request,
+    passed: &Passed,
 ) -> Outcome {
     let (term, ns) = match write_target(&state, member, request, "createIndexes") {
         Ok(target) => target,
@@ -188,8 +213,8 @@ pub fn create<'a>(
         Ok(quorum) => quorum,
         Err(refusal) => return respond(&state, member, refusal),
     };
-    let keys = match keys(&request.body) {
-        Ok(keys) => keys,
+    let specs = match specs(&request.body) {
+        Ok(specs) => specs,
         Err(refusal) => return respond(&state, member, refusal),
     };
     let store = &state.replica(member).store;
@@ -199,31 +224,34 @@ pub fn create<'a>(
             return respond(&state, member, refusal);
         }
         // `timeseries_index_schema_conversion_functions.cpp`.
-        Some(Kind::TimeSeries(_)) if keys.iter().any(|(_, unique)| *unique) => {
+        Some(Kind::TimeSeries(_)) if specs.iter().any(|spec| spec.unique) => {
             let message = "Unique indexes are not supported on time-series collections";
             return respond(&state, member, errors::command_error(72, message, false));
         }
         _ => {}
     }
     let existed = store.indexes(&ns).map(<[_]>::len);
-    let empty = store.count(&ns) == 0;
-    let new: Vec<Key> = keys
-        .iter()
-        .filter(|(key, _)| !store.has_index(&ns, key))
-        .cloned()
-        .collect();
-    // A build of the same index in progress: wait for it, then answer as for one that exists.
-    let pending = keys.iter().any(|(key, _)| {
-        store.indexes(&ns).is_some_and(|indexes| {
-            indexes
-                .iter()
-                .any(|i| i.key() == *key && i.building.is_some())
-        })
-    });
     let started = Instant::now();
     let deadline = max_time(&request.body).map(|t| started + t);
     let step_downs = state.members[member].step_downs;
-    if pending {
+    // What is left to build, worked out again after waiting for a build in progress: one that
+    // was aborted leaves its index to this command (`typedRun` retries after
+    // IndexBuildAlreadyInProgress).
+    let new = loop {
+        let store = &state.replica(member).store;
+        let mut new = Vec::new();
+        let mut pending = false;
+        for spec in &specs {
+            match spec.against(store.indexes(&ns).unwrap_or_default()) {
+                Err(refusal) => return respond(&state, member, refusal),
+                Ok(Some(existing)) => pending |= existing.building.is_some(),
+                Ok(None) => new.push(spec.clone()),
+            }
+        }
+        if !pending {
+            break new;
+        }
+        // A build of the same index in progress: wait for the builds on the collection.
         loop {
             if !is_current(&state, member, incarnation) {
                 return Outcome::Gone;
@@ -244,12 +272,13 @@ pub fn create<'a>(
             }
             state = shared.wait(state, std::time::Duration::from_millis(10));
         }
-    }
+    };
+    let empty = state.replica(member).store.count(&ns) == 0;
     let mut build = None;
-    for (key, unique) in &new {
-        let (field, direction) = &key[0];
+    for spec in &new {
+        let (field, direction) = &spec.key[0];
         let store = &state.replica(member).store;
-        if let Some(dup) = store.duplicate_for(&ns, field, *direction, *unique) {
+        if let Some(dup) = store.duplicate_for(&ns, field, *direction, spec.unique) {
             let mut reply = errors::command_error(
                 11000,
                 &format!("Index build failed: {}", dup.message()),
@@ -259,15 +288,24 @@ pub fn create<'a>(
             reply.insert("keyValue", doc! { field: dup.value });
             return respond(&state, member, reply);
         }
+        let name = Some(spec.name.clone());
         if empty {
-            let _ = state.create_index(member, term, &ns, key, *unique);
+            state.ensure_collection(member, term, &ns);
+            let op = Op::CreateIndex {
+                ns: ns.clone(),
+                key: spec.key.clone(),
+                unique: spec.unique,
+                name,
+            };
+            state.log(member, term, op);
             continue;
         }
         let id = *build.get_or_insert_with(|| state.register_build(&ns, quorum.clone()));
         let op = Op::StartIndexBuild {
             ns: ns.clone(),
-            key: key.clone(),
-            unique: *unique,
+            key: spec.key.clone(),
+            unique: spec.unique,
+            name,
             build: id,
         };
         state.log(member, term, op);
@@ -278,9 +316,9 @@ pub fn create<'a>(
             if !is_current(&state, member, incarnation) {
                 return Outcome::Gone;
             }
-            let (uuid, outcome) = {
+            let (uuid, outcome, failure) = {
                 let b = state.build(id);
-                (b.uuid, b.outcome)
+                (b.uuid, b.outcome, b.failure.clone())
             };
             let context = |state: &State| {
                 let collection = state.replica(member).store.uuid(&ns).unwrap_or(uuid);
@@ -289,6 +327,14 @@ pub fn create<'a>(
             match outcome {
                 Some(Ended::Committed) => break,
                 Some(Ended::Aborted) => {
+                    if let Some(dup) = failure {
+                        let message =
+                            format!("{} :: caused by :: {}", context(&state), dup.message());
+                        let mut reply = errors::command_error(11000, &message, false);
+                        reply.insert("keyPattern", doc! { dup.field.as_str(): dup.direction });
+                        reply.insert("keyValue", doc! { dup.field.as_str(): dup.value.clone() });
+                        return respond(&state, member, reply);
+                    }
                     let message =
                         format!("{} :: caused by :: index build aborted", context(&state));
                     return respond(&state, member, errors::command_error(276, &message, false));
@@ -297,15 +343,13 @@ pub fn create<'a>(
             }
             if state.members[member].step_downs != step_downs {
                 // The build goes on; the next primary commits it.
+                let mut reply = errors::interrupted(false);
                 let message = format!(
                     "{} :: caused by :: operation was interrupted",
                     context(&state)
                 );
-                return respond(
-                    &state,
-                    member,
-                    errors::command_error(11602, &message, false),
-                );
+                reply.insert("errmsg", message);
+                return respond(&state, member, reply);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 let message = format!(
@@ -331,17 +375,28 @@ pub fn create<'a>(
         "numIndexesBefore": before as i32,
         "numIndexesAfter": after as i32,
     };
-    if !new.is_empty() {
-        reply.insert("createdCollectionAutomatically", existed.is_none());
-    }
-    reply.insert("commitQuorum", quorum_given);
     if new.is_empty() {
+        // `fillCommandResultWithIndexesAlreadyExistInfo` (create_indexes_cmd.cpp): no
+        // `createdCollectionAutomatically`, no `commitQuorum`.
         reply.insert("note", "all indexes already exist");
-    } else if new.len() < keys.len() {
-        reply.insert("note", "index already exists");
+    } else {
+        reply.insert("createdCollectionAutomatically", existed.is_none());
+        reply.insert("commitQuorum", quorum_given);
+        if new.len() < specs.len() {
+            reply.insert("note", "index already exists");
+        }
     }
     reply.insert("ok", 1.0);
-    write_concern::respond_when_met(shared, state, member, incarnation, term, request, reply)
+    write_concern::respond_when_met(
+        shared,
+        state,
+        member,
+        incarnation,
+        term,
+        request,
+        reply,
+        passed,
+    )
 }
 
 impl State {
@@ -354,8 +409,23 @@ impl State {
             quorum,
             votes: HashSet::new(),
             outcome: None,
+            failure: None,
         });
         id
+    }
+
+    /// A document that breaks a unique index of build `id` on `member`, if any.
+    fn duplicate_in_build(&self, member: usize, ns: &str, id: u64) -> Option<Box<DuplicateKey>> {
+        let store = &self.replica(member).store;
+        let indexes = store.indexes(ns)?;
+        indexes
+            .iter()
+            .filter(|i| i.building == Some(id) && i.unique)
+            .find_map(|i| {
+                let mut duplicate = store.duplicate_for(ns, &i.field, i.direction, true)?;
+                duplicate.index = i.name.clone();
+                Some(duplicate)
+            })
     }
 
     fn build(&self, id: u64) -> &Build {
@@ -369,11 +439,88 @@ impl State {
     }
 }
 
-/// An index's key, each field with its direction, and whether it is unique.
-type Key = (Vec<(String, i32)>, bool);
+/// One index of the `indexes` argument.
+#[derive(Clone)]
+struct Spec {
+    /// Each field with its direction.
+    key: Vec<(String, i32)>,
+    unique: bool,
+    /// As given, or as the server names it by default.
+    name: String,
+}
 
-/// The keys of the `indexes` argument: one field, or several when not unique.
-fn keys(body: &Document) -> Result<Vec<Key>, Document> {
+impl Spec {
+    /// How the index stands against the collection's `indexes`, as
+    /// `IndexCatalogImpl::_doesSpecConflictWithExisting` (index_catalog_impl.cpp) sees it:
+    /// `None` to build; the existing index if it is this one already (ready or building); or
+    /// the refusal: 86 for a name taken by another key, 85 for the same key under another name
+    /// or with other options.
+    fn against<'i>(&self, indexes: &'i [Index]) -> Result<Option<&'i Index>, Document> {
+        let conflict =
+            |code: i32, message: String| Err(errors::command_error(code, &message, false));
+        if let Some(existing) = indexes.iter().find(|i| i.name == self.name) {
+            let (requested, existing_spec) = (self.spec(), existing.spec());
+            if existing.key() != self.key {
+                return conflict(
+                    86,
+                    format!(
+                        "An existing index has the same name as the requested index. When \
+                         index names are not specified, they are auto generated and can cause \
+                         conflicts. Please refer to our documentation. Requested index: \
+                         {requested}, existing index: {existing_spec}"
+                    ),
+                );
+            }
+            if existing.unique != self.unique {
+                return conflict(
+                    85,
+                    format!(
+                        "An equivalent index already exists with the same name but different \
+                         options. Requested index: {requested}, existing index: {existing_spec}"
+                    ),
+                );
+            }
+            return Ok(Some(existing));
+        }
+        if let Some(existing) = indexes.iter().find(|i| i.key() == self.key) {
+            // Not "Index with name: <name> already exists with a different name", which
+            // selfdriving-facts.md quotes: that is the text of 4.2 and before; the 4.4+
+            // index_catalog_impl.cpp (r7.0 included) names the existing index instead.
+            if existing.unique != self.unique {
+                let (requested, existing_spec) = (self.spec(), existing.spec());
+                return conflict(
+                    85,
+                    format!(
+                        "An equivalent index already exists with a different name and options. \
+                         Requested index: {requested}, existing index: {existing_spec}"
+                    ),
+                );
+            }
+            let message = format!(
+                "Index already exists with a different name: {}",
+                existing.name
+            );
+            return conflict(85, message);
+        }
+        Ok(None)
+    }
+
+    /// The spec as `listIndexes` shows it, for messages.
+    fn spec(&self) -> Document {
+        let mut key = Document::new();
+        for (field, direction) in &self.key {
+            key.insert(field.as_str(), *direction);
+        }
+        let mut spec = doc! { "v": 2, "key": key, "name": self.name.as_str() };
+        if self.unique {
+            spec.insert("unique", true);
+        }
+        spec
+    }
+}
+
+/// The specs of the `indexes` argument: one field, or several when not unique.
+fn specs(body: &Document) -> Result<Vec<Spec>, Document> {
     let specs = body.get_array("indexes").cloned().unwrap_or_default();
     specs
         .iter()
@@ -385,27 +532,30 @@ fn keys(body: &Document) -> Result<Vec<Key>, Document> {
                     .map(|(f, d)| Some((f.clone(), direction(d)?)))
                     .collect()
             });
-            match key {
-                Some(key) if key.len() == 1 || (!key.is_empty() && !unique) => Ok((key, unique)),
+            let key = match key {
+                Some(key) if key.len() == 1 || (!key.is_empty() && !unique) => key,
                 _ => {
                     let message = "the simulated replica set supports only single-field \
                                    indexes and compound indexes that are not unique";
-                    Err(errors::command_error(2, message, false))
+                    return Err(errors::command_error(2, message, false));
                 }
-            }
+            };
+            let name = match spec.get("name") {
+                None => Index::default_name(&key),
+                Some(Bson::String(name)) => name.clone(),
+                Some(_) => {
+                    let message = "The field 'name' must be a string";
+                    return Err(errors::command_error(14, message, false));
+                }
+            };
+            Ok(Spec { key, unique, name })
         })
         .collect()
 }
 
 /// 1 or -1, however the number is typed.
 fn direction(value: &Bson) -> Option<i32> {
-    let n = match value {
-        Bson::Int32(n) => i64::from(*n),
-        Bson::Int64(n) => *n,
-        Bson::Double(f) => *f as i64,
-        _ => return None,
-    };
-    match n {
+    match integer(value)? {
         1 => Some(1),
         -1 => Some(-1),
         _ => None,

@@ -22,8 +22,11 @@ pub fn list(state: &mut State, member: usize, request: &Request) -> RawDocumentB
     };
     let store = &state.replica(member).store;
     if let Some(Kind::View { .. }) = store.collection(&ns).map(|c| &c.kind) {
-        let message = format!("Namespace {ns} is a view, not a collection");
-        return raw(errors::command_error(166, &message, false));
+        return raw(errors::command_error(
+            166,
+            &errors::view_message(&ns),
+            false,
+        ));
     }
     let Some(indexes) = state.replica(member).store.indexes(&ns) else {
         return raw(errors::command_error(

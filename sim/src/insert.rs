@@ -9,11 +9,12 @@
 //!   batches stay written ("These have always failed the whole batch").
 //! - One parked before its first batch holds no lock and is not killed; when it goes on, the
 //!   member is no longer writable and each document it still has (the first, if ordered)
-//!   gets NotWritablePrimary as a write error.
+//!   gets PrimarySteppedDown (189, "Not primary while writing to <ns>") as a write error.
 //! - `hangDuringBatchInsert` (data `nss`) holds an insert before each batch, before any lock;
 //!   `hangWithLockDuringBatchInsert` holds it after the lock and the can-write check, before
-//!   the write (`jstests/replsets/no_disconnect_on_stepdown.js`). Both let go when turned off
-//!   or when a step-down kills the insert.
+//!   the write (`jstests/replsets/no_disconnect_on_stepdown.js`). Both let go when turned off;
+//!   a step-down that kills the insert ends the wait only when their data sets
+//!   `shouldCheckForInterrupt` or `shouldContinueOnInterrupt` (`hold`).
 //! - `onPrimaryTransactionalWrite` fires on a retryable write once per batch, inside its
 //!   storage transaction: with `closeConnection` (the default) the connection is closed and
 //!   the write commits, so the client never hears of it; with `failBeforeCommitExceptionCode`
@@ -27,8 +28,9 @@ use std::time::Duration;
 use bson::{Bson, Document};
 
 use crate::cluster::{Shared, State};
-use crate::commands::{is_current, namespace, respond, Outcome};
+use crate::commands::{integer, is_current, respond, write_target, Outcome};
 use crate::errors;
+use crate::fail_command::Passed;
 use crate::primary::Insert;
 use crate::query::to_bson;
 use crate::wire::Request;
@@ -41,18 +43,17 @@ pub fn insert<'a>(
     member: usize,
     incarnation: u64,
     request: &Request,
+    passed: &Passed,
 ) -> Outcome {
     let txn_number = request.body.get_i64("txnNumber").ok();
-    let Some(term) = state.writable_term(member) else {
+    let (term, ns) = match write_target(&state, member, request, "insert") {
+        Ok(target) => target,
         // An unacknowledged (w: 0) write cannot be refused with a reply, so a server that
         // is not primary closes the connection instead.
-        if request.more_to_come {
-            return Outcome::HangUp;
+        Err(_) if request.more_to_come && state.writable_term(member).is_none() => {
+            return Outcome::HangUp
         }
-        return respond(&state, member, errors::not_primary(txn_number.is_some()));
-    };
-    let Some(ns) = namespace(request, "insert") else {
-        return respond(&state, member, errors::invalid_namespace());
+        Err(refusal) => return respond(&state, member, refusal),
     };
     let Some(docs) = request.documents("documents") else {
         let message = "BSON field 'insert.documents' is missing but a required field";
@@ -80,29 +81,55 @@ pub fn insert<'a>(
         let mut locked = false;
         let mut closed = false;
         while !insert.is_done() {
+            // Before the batch's lock: a step-down kills the insert here only if an earlier
+            // batch took a write lock.
+            let held = "hangDuringBatchInsert";
             state = match hold(
                 shared,
                 state,
                 member,
                 incarnation,
-                "hangDuringBatchInsert",
+                held,
                 &ns,
+                step_downs,
+                locked,
             ) {
-                Some(state) => state,
-                None => return Outcome::Gone,
+                Held::Released(state) => state,
+                Held::Interrupted(state) => {
+                    return respond(&state, member, errors::interrupted(retryable))
+                }
+                Held::Gone => return Outcome::Gone,
             };
             let killed = state.members[member].step_downs != step_downs;
             if killed && locked {
                 return respond(&state, member, errors::interrupted(retryable));
             }
             if state.writable_term(member) != Some(term) {
-                insert.refuse_rest(10107, "not primary");
+                // `assertCanWrite_inlock` in `acquireCollection` (write_ops_exec.cpp, r7.0)
+                // throws PrimarySteppedDown; `insertBatchAndHandleErrors` then tries each
+                // document alone, meets the same check, and `handleError` records it as that
+                // document's write error (an ordered insert stops at the first). Not 10107,
+                // which is what a write refused before it runs gets.
+                let message = format!("Not primary while writing to {ns}");
+                insert.refuse_rest(189, &message);
                 break;
             }
             let hung = "hangWithLockDuringBatchInsert";
-            state = match hold(shared, state, member, incarnation, hung, &ns) {
-                Some(state) => state,
-                None => return Outcome::Gone,
+            state = match hold(
+                shared,
+                state,
+                member,
+                incarnation,
+                hung,
+                &ns,
+                step_downs,
+                true,
+            ) {
+                Held::Released(state) => state,
+                Held::Interrupted(state) => {
+                    return respond(&state, member, errors::interrupted(retryable))
+                }
+                Held::Gone => return Outcome::Gone,
             };
             locked = true;
             if state.members[member].step_downs != step_downs {
@@ -123,7 +150,16 @@ pub fn insert<'a>(
         }
         insert.reply()
     };
-    write_concern::respond_when_met(shared, state, member, incarnation, term, request, reply)
+    write_concern::respond_when_met(
+        shared,
+        state,
+        member,
+        incarnation,
+        term,
+        request,
+        reply,
+        passed,
+    )
 }
 
 /// Runs the next batch of `insert`, meeting `onPrimaryTransactionalWrite` if it is a retryable
@@ -186,12 +222,7 @@ fn closes(data: &Document) -> bool {
 }
 
 fn fails_with(data: &Document) -> Option<i32> {
-    match data.get("failBeforeCommitExceptionCode")? {
-        Bson::Int32(n) => Some(*n),
-        Bson::Int64(n) => Some(*n as i32),
-        Bson::Double(f) => Some(*f as i32),
-        _ => None,
-    }
+    integer(data.get("failBeforeCommitExceptionCode")?).map(|n| n as i32)
 }
 
 fn failpoint_message(insert: &Insert) -> String {
@@ -201,9 +232,26 @@ fn failpoint_message(insert: &Insert) -> String {
     )
 }
 
+/// How a fail point that held an insert let it go.
+enum Held<'a> {
+    /// Turned off (or never set), or interrupted with `shouldContinueOnInterrupt`: the insert
+    /// goes on, and a killed one fails at its next lock.
+    Released(MutexGuard<'a, State>),
+    /// Killed while held with `shouldCheckForInterrupt`: the insert fails whole with 11602.
+    Interrupted(MutexGuard<'a, State>),
+    /// The member died meanwhile.
+    Gone,
+}
+
 /// A fail point that holds an insert into `ns` (or any namespace, without `nss`) while it is
-/// set, met once per batch: the insert waits until it is turned off or a step-down kills the
-/// insert. `None` if the member died meanwhile.
+/// set, met once per batch, as `CurOpFailpointHelpers::waitWhileFailPointEnabled`
+/// (`src/mongo/db/curop_failpoint_helpers.cpp`) holds it: it waits until the fail point is
+/// turned off, whatever happens meanwhile, unless its data asks it to heed an interrupt:
+/// `shouldCheckForInterrupt` throws it (the insert fails with InterruptedDueToReplStateChange),
+/// `shouldContinueOnInterrupt` only stops the wait. The step-down after `step_downs` kills the
+/// insert only if it has taken a write lock (`killable`): an earlier batch did, or it is held
+/// under its lock.
+#[allow(clippy::too_many_arguments)]
 fn hold<'a>(
     shared: &'a Shared,
     mut state: MutexGuard<'a, State>,
@@ -211,23 +259,40 @@ fn hold<'a>(
     incarnation: u64,
     name: &str,
     ns: &str,
-) -> Option<MutexGuard<'a, State>> {
+    step_downs: u64,
+    killable: bool,
+) -> Held<'a> {
     let fired = state.members[member].fail_points.enter(name, |data| {
         data.get_str("nss").is_err() || data.get_str("nss") == Ok(ns)
     });
-    if fired.is_none() {
-        return Some(state);
-    }
-    let step_downs = state.members[member].step_downs;
+    let Some(data) = fired else {
+        return Held::Released(state);
+    };
+    // `booleanSafe`: a bool, or a number other than 0.
+    let flag = |field: &str| match data.get(field) {
+        Some(Bson::Boolean(b)) => *b,
+        Some(other) => integer(other).is_some_and(|n| n != 0),
+        None => false,
+    };
+    let check_for_interrupt = flag("shouldCheckForInterrupt");
+    let continue_on_interrupt = flag("shouldContinueOnInterrupt");
     loop {
         if !is_current(&state, member, incarnation) {
-            return None;
+            return Held::Gone;
         }
         let m = &state.members[member];
-        if !m.fail_points.is_set(name) || m.step_downs != step_downs {
-            return Some(state);
+        if !m.fail_points.is_set(name) {
+            return Held::Released(state);
         }
-        state = shared.wait(state, Duration::from_millis(50));
+        if killable && m.step_downs != step_downs {
+            if continue_on_interrupt {
+                return Held::Released(state);
+            }
+            if check_for_interrupt {
+                return Held::Interrupted(state);
+            }
+        }
+        state = shared.wait(state, Duration::from_millis(10));
     }
 }
 

@@ -68,6 +68,8 @@ pub enum Op {
         ns: String,
         key: Vec<(String, i32)>,
         unique: bool,
+        /// The name the command gave, if any; else the server's default (`Index::default_name`).
+        name: Option<String>,
     },
     /// The phases of a two-phase index build (`src/mongo/db/index_builds/README.md`): each
     /// member starts building when it applies the start, and the index is ready where the
@@ -76,6 +78,7 @@ pub enum Op {
         ns: String,
         key: Vec<(String, i32)>,
         unique: bool,
+        name: Option<String>,
         build: u64,
     },
     CommitIndexBuild {

@@ -243,10 +243,12 @@ impl State {
             return Err(duplicate);
         }
         self.ensure_collection(member, term, ns);
+        // The one check against the documents: members apply the entry without another.
         let op = Op::CreateIndex {
             ns: ns.to_string(),
             key: key.to_vec(),
             unique,
+            name: None,
         };
         self.log(member, term, op);
         Ok(true)

@@ -269,10 +269,11 @@ impl Projection {
 fn count_arg(body: &Document, name: &str) -> Result<Option<usize>, QueryError> {
     match body.get(name) {
         None => Ok(None),
-        Some(value) => match as_number(value) {
-            Some(n) if n >= 0.0 => Ok(Some(n as usize)),
+        // `safeInt64` in find_command.idl: a whole number however it is typed.
+        Some(value) => match crate::commands::integer(value) {
+            Some(n) if n >= 0 => Ok(Some(n as usize)),
             // The driver turns a negative limit into singleBatch plus a positive limit.
-            Some(n) if name == "limit" => Ok(Some((-n) as usize)),
+            Some(n) if name == "limit" => Ok(Some(n.unsigned_abs() as usize)),
             _ => Err((
                 2,
                 format!("{name} must be a non-negative number, got {value}"),

@@ -54,7 +54,7 @@ pub struct Index {
 }
 
 /// A unique index refused a document.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct DuplicateKey {
     pub ns: String,
     pub index: String,
@@ -173,7 +173,7 @@ impl Collection {
     fn refusal(&self, ns: &str, doc: &RawDocumentBuf) -> Option<(i32, String)> {
         match &self.kind {
             Kind::Regular => None,
-            Kind::View { .. } => Some((166, format!("Namespace {ns} is a view, not a collection"))),
+            Kind::View { .. } => Some((166, errors::view_message(ns))),
             Kind::Capped { size, .. } => (doc.as_bytes().len() as i64 > *size)
                 .then(|| (2, "object to insert exceeds cappedMaxSize".to_string())),
             Kind::TimeSeries(ts) => {
@@ -192,11 +192,7 @@ impl Collection {
 
 impl Index {
     fn new(field: &str, direction: i32, unique: bool) -> Index {
-        let name = if field == "_id" {
-            "_id_".to_string()
-        } else {
-            format!("{field}_{direction}")
-        };
+        let name = Index::default_name(&[(field.to_string(), direction)]);
         Index {
             name,
             field: field.to_string(),
@@ -206,6 +202,20 @@ impl Index {
             building: None,
             keys: HashSet::new(),
         }
+    }
+
+    /// The name the server gives an index it was not given one for (`_id_` for `_id`): each
+    /// `<field>_<direction>` joined by `_`, so `{time: 1, _id: 1}` is `time_1__id_1`.
+    pub fn default_name(key: &[(String, i32)]) -> String {
+        if let [(field, 1)] = key {
+            if field == "_id" {
+                return "_id_".to_string();
+            }
+        }
+        key.iter()
+            .map(|(field, direction)| format!("{field}_{direction}"))
+            .collect::<Vec<_>>()
+            .join("_")
     }
 
     /// Its key, every field with its direction.
@@ -278,21 +288,22 @@ impl Store {
                     .entry(ns.clone())
                     .or_insert_with(|| Collection::new(*uuid, kind.clone()));
             }
-            Op::CreateIndex { ns, key, unique } => {
-                self.create_any_index(ns, key, *unique)
-                    .expect("the primary built this index over the same documents");
-            }
+            // The primary checked the index against its documents before it logged it; a
+            // member applying the entry builds it as told.
+            Op::CreateIndex {
+                ns,
+                key,
+                unique,
+                name,
+            } => self.add_index(ns, key, *unique, name.as_deref(), None),
             Op::StartIndexBuild {
                 ns,
                 key,
                 unique,
+                name,
                 build,
             } => {
-                self.create_any_index(ns, key, *unique)
-                    .expect("the primary built this index over the same documents");
-                if let Some(index) = self.index_mut(ns, key) {
-                    index.building = Some(*build);
-                }
+                self.add_index(ns, key, *unique, name.as_deref(), Some(*build));
                 self.builds.insert(*build, Instant::now());
             }
             Op::CommitIndexBuild { ns, build } => {
@@ -311,12 +322,6 @@ impl Store {
             }
             Op::Noop => {}
         }
-    }
-
-    /// The index on exactly `key`, if the collection has one.
-    fn index_mut(&mut self, ns: &str, key: &[(String, i32)]) -> Option<&mut Index> {
-        let collection = self.collections.get_mut(ns)?;
-        collection.indexes.iter_mut().find(|i| i.key() == key)
     }
 
     /// The collection's UUID, if it exists.
@@ -357,32 +362,6 @@ impl Store {
         session.1.insert(statement.stmt_id);
     }
 
-    /// Adds a single-field index. A unique index over existing duplicates fails, as the
-    /// server's index build does. Returns whether the index is new.
-    pub fn create_index(
-        &mut self,
-        ns: &str,
-        field: &str,
-        direction: i32,
-        unique: bool,
-    ) -> Result<bool, Box<DuplicateKey>> {
-        let mut index = Index::new(field, direction, unique);
-        if self.has_index(ns, &index.key()) {
-            return Ok(false);
-        }
-        if let Some(duplicate) = self.duplicate_for(ns, field, direction, unique) {
-            return Err(duplicate);
-        }
-        let collection = self.created(ns);
-        if unique {
-            for doc in &collection.docs {
-                index.keys.insert(index_key(lookup(doc, field)));
-            }
-        }
-        collection.indexes.push(index);
-        Ok(true)
-    }
-
     /// Whether the collection has an index on exactly `key`, ready or still building.
     pub fn has_index(&self, ns: &str, key: &[(String, i32)]) -> bool {
         self.indexes(ns)
@@ -413,38 +392,32 @@ impl Store {
         }))
     }
 
-    /// An index on `key`: `create_index` for one field, `create_compound_index` for more.
-    pub fn create_any_index(
+    /// Adds an index on `key`, named `name` or as the server names it by default, unless the
+    /// collection has one on that key already; `build` is the two-phase build it is part of.
+    /// The caller has checked it against the documents.
+    pub fn add_index(
         &mut self,
         ns: &str,
         key: &[(String, i32)],
         unique: bool,
-    ) -> Result<bool, Box<DuplicateKey>> {
-        match key {
-            [(field, direction)] => self.create_index(ns, field, *direction, unique),
-            compound => Ok(self.create_compound_index(ns, compound)),
+        name: Option<&str>,
+        build: Option<u64>,
+    ) {
+        if self.has_index(ns, key) {
+            return;
         }
-    }
-
-    /// Adds a non-unique index on several fields, named as the server names it: each
-    /// `<field>_<direction>` joined by `_`, so `{time: 1, _id: 1}` is `time_1__id_1`.
-    /// Returns whether the index is new.
-    pub fn create_compound_index(&mut self, ns: &str, key: &[(String, i32)]) -> bool {
         let collection = self.created(ns);
-        let name = key
-            .iter()
-            .map(|(field, direction)| format!("{field}_{direction}"))
-            .collect::<Vec<_>>()
-            .join("_");
-        if collection.indexes.iter().any(|i| i.name == name) {
-            return false;
-        }
         let (first, rest) = key.split_first().expect("a key of at least one field");
-        let mut index = Index::new(&first.0, first.1, false);
-        index.name = name;
+        let mut index = Index::new(&first.0, first.1, unique);
         index.rest = rest.to_vec();
+        index.name = name.map_or_else(|| Index::default_name(key), str::to_string);
+        index.building = build;
+        if unique {
+            for doc in &collection.docs {
+                index.keys.insert(index_key(lookup(doc, &first.0)));
+            }
+        }
         collection.indexes.push(index);
-        true
     }
 
     pub fn indexes(&self, ns: &str) -> Option<&[Index]> {

@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use bson::{doc, Bson, Document};
 
 use crate::cluster::{Shared, State};
-use crate::commands::{is_current, respond, Outcome};
+use crate::commands::{integer, is_current, respond, Outcome};
 use crate::errors;
+use crate::fail_command::{self, Passed};
 use crate::oplog::OpTime;
 use crate::wire::Request;
 
@@ -60,13 +61,14 @@ impl Concern {
                 wtimeout: None,
             };
         };
-        let w = match concern.get("w").and_then(number) {
+        // `w` takes a fraction and drops it (`safeNumberLong` in `deserializeWriteConcernW`).
+        let w = match concern.get("w").and_then(truncated) {
             Some(n) => W::Members(n),
             None => W::Majority,
         };
         let wtimeout = concern
             .get("wtimeout")
-            .and_then(number)
+            .and_then(integer)
             .filter(|&ms| ms > 0)
             .map(|ms| Duration::from_millis(ms as u64));
         Concern { w, wtimeout }
@@ -154,6 +156,7 @@ pub fn wait<'a>(
 /// Sends `reply` to a write command once its write concern is met, or with the
 /// `writeConcernError` that says why it was not (labelled retryable when the command carried a
 /// `txnNumber`). `Outcome::Gone` if the member died meanwhile.
+#[allow(clippy::too_many_arguments)]
 pub fn respond_when_met(
     shared: &Shared,
     state: MutexGuard<'_, State>,
@@ -162,10 +165,30 @@ pub fn respond_when_met(
     term: i64,
     request: &Request,
     mut reply: Document,
+    passed: &Passed,
 ) -> Outcome {
+    let retryable = request.body.get_i64("txnNumber").is_ok();
+    let mut state = state;
+    // A `failCommand` with `writeConcernError` takes the place of the wait
+    // (`_waitForWriteConcern` in service_entry_point_common.cpp appends it and returns).
+    if let Some(data) = fail_command::write_concern_failure(&mut state, request, passed) {
+        let error = data
+            .get_document("writeConcernError")
+            .cloned()
+            .unwrap_or_default();
+        errors::add_write_concern_error(&mut reply, error, retryable);
+        if let Ok(labels) = data.get_array("errorLabels") {
+            let ok = reply.remove("ok");
+            reply.remove("errorLabels");
+            if !labels.is_empty() {
+                reply.insert("errorLabels", labels.clone());
+            }
+            reply.extend(ok.map(|ok| ("ok".to_string(), ok)));
+        }
+        return respond(&state, member, reply);
+    }
     let concern = Concern::of(&request.body);
     let alive = |state: &State| is_current(state, member, incarnation);
-    let retryable = request.body.get_i64("txnNumber").is_ok();
     let (state, waited) = wait(shared, state, member, term, &concern, alive);
     match waited {
         Ok(()) => {}
@@ -199,11 +222,6 @@ fn error(code: i32, code_name: &str, errmsg: &str) -> Document {
     doc! { "code": code, "codeName": code_name, "errmsg": errmsg }
 }
 
-fn number(value: &Bson) -> Option<i64> {
-    match value {
-        Bson::Int32(n) => Some(i64::from(*n)),
-        Bson::Int64(n) => Some(*n),
-        Bson::Double(f) => Some(*f as i64),
-        _ => None,
-    }
+fn truncated(value: &Bson) -> Option<i64> {
+    integer(value).or_else(|| value.as_f64().map(|f| f as i64))
 }

@@ -336,3 +336,27 @@ fn create_is_idempotent_and_refuses_other_options() {
         );
     }
 }
+
+/// A time or meta field with a NUL in it cannot be a field name: `create` refuses it, and
+/// the member goes on answering, `listIndexes` included.
+#[test]
+fn a_time_series_field_name_with_a_nul_is_refused() {
+    let set = ReplicaSet::start();
+    let db = db(&set);
+    for timeseries in [
+        doc! { "timeField": "t", "metaField": "m\u{0}x" },
+        doc! { "timeField": "t\u{0}x" },
+    ] {
+        let error = db
+            .run_command(doc! { "create": "nul", "timeseries": timeseries })
+            .run()
+            .expect_err("a NUL in a field name");
+        assert_eq!(code(&error), Some(72), "{error}");
+        assert!(error.to_string().contains("null byte"), "{error}");
+    }
+    let error = db
+        .run_command(doc! { "listIndexes": "nul" })
+        .run()
+        .expect_err("no collection was created");
+    assert_eq!(code(&error), Some(26), "{error}");
+}

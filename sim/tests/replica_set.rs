@@ -185,7 +185,6 @@ fn the_time_index_is_built_and_listed_as_mongod_does() {
         doc! {
             "numIndexesBefore": 2,
             "numIndexesAfter": 2,
-            "commitQuorum": "votingMembers",
             "note": "all indexes already exist",
             "ok": 1.0,
         }

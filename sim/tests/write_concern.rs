@@ -318,3 +318,89 @@ fn a_step_down_cuts_an_insert_part_way_and_fails_it_whole() {
     // The same connection still answers.
     admin.run_command(doc! { "ping": 1 }).run().expect("ping");
 }
+
+/// An insert held by `hangDuringBatchInsert` before its first batch has taken no lock, so a
+/// step-down does not kill it, and a fail point set without `shouldCheckForInterrupt` holds it
+/// until turned off (`CurOpFailpointHelpers::waitWhileFailPointEnabled`). It then finds the
+/// member no longer primary, and each document fails with PrimarySteppedDown
+/// (`assertCanWrite_inlock` in write_ops_exec.cpp).
+#[test]
+fn an_insert_held_before_its_first_batch_outlives_a_step_down_and_each_document_gets_189() {
+    let set = ReplicaSet::scripted();
+    let admin = direct(&set, 0).database("admin");
+    let fail_point = |mode: &str| {
+        admin
+            .run_command(doc! { "configureFailPoint": "hangDuringBatchInsert", "mode": mode })
+            .run()
+            .expect("configureFailPoint");
+    };
+    fail_point("alwaysOn");
+    let client = direct(&set, 0);
+    let inserting = thread::spawn(move || {
+        let docs = vec![breath(), breath()];
+        let command = doc! { "insert": COLL, "documents": docs, "ordered": false };
+        client.database(DB).run_command(command).run()
+    });
+    wait_for(|| set.insert_count() == 1, "the insert to arrive");
+    thread::sleep(Duration::from_millis(200));
+    set.step_down();
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        !inserting.is_finished(),
+        "held until the fail point is turned off"
+    );
+    fail_point("off");
+    let reply = inserting
+        .join()
+        .expect("joins")
+        .expect("ok: 1 with write errors");
+    assert_eq!(reply.get_i32("n"), Ok(0), "{reply}");
+    let errors = reply.get_array("writeErrors").expect("write errors");
+    assert_eq!(errors.len(), 2, "{reply}");
+    for (index, error) in errors.iter().enumerate() {
+        let error = error.as_document().expect("a document");
+        assert_eq!(error.get_i32("index"), Ok(index as i32));
+        assert_eq!(error.get_i32("code"), Ok(189), "{reply}");
+        assert_eq!(
+            error.get_str("errmsg"),
+            Ok(format!("Not primary while writing to {DB}.{COLL}").as_str())
+        );
+    }
+    assert!(set.documents_on(0, DB, COLL).is_empty());
+}
+
+/// A `failCommand` with `writeConcernError` takes the place of the write-concern wait of
+/// every write command, `create` and `createIndexes` as well as `insert`: the reply comes at
+/// once, though no majority could acknowledge the write (`_waitForWriteConcern`).
+#[test]
+fn a_write_concern_error_fail_point_replaces_the_wait_of_each_write_command() {
+    let set = ReplicaSet::scripted();
+    set.set_lag(1, LONG);
+    set.set_lag(2, LONG);
+    let admin = direct(&set, 0).database("admin");
+    let wce = doc! { "code": 64, "codeName": "WriteConcernTimeout", "errmsg": "timed out" };
+    admin
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": "alwaysOn",
+            "data": {
+                "failCommands": ["insert", "create", "createIndexes"],
+                "writeConcernError": wce,
+            },
+        })
+        .run()
+        .expect("configureFailPoint");
+    let index = doc! { "key": { "oxygen": 1 }, "name": "oxygen_1" };
+    for command in [
+        doc! { "insert": COLL, "documents": [breath()] },
+        doc! { "create": "other" },
+        doc! { "createIndexes": "other", "indexes": [index] },
+    ] {
+        let db = direct(&set, 0).database(DB);
+        let what = format!("{command}");
+        let reply =
+            crate::driver::within(&what, move || db.run_command(command).run()).expect("ok: 1");
+        let error = reply.get_document("writeConcernError").expect("the error");
+        assert_eq!(error.get_i32("code"), Ok(64), "{reply}");
+    }
+}
