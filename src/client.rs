@@ -122,8 +122,18 @@ pub fn breaths(settings: &Settings) -> Result<Breaths, BadUri> {
         _ => {}
     }));
     let heard = contact.clone();
+    let set = options.repl_set_name.clone();
     options.sdam_event_handler = Some(EventHandler::callback(move |event| match event {
-        SdamEvent::ServerHeartbeatSucceeded(_) => heard.answered(),
+        SdamEvent::ServerHeartbeatSucceeded(event) => {
+            let answered_for = event.reply.get_str("setName").ok();
+            match &set {
+                // The driver sends nothing to a server of another set, or of none.
+                Some(want) if answered_for != Some(want.as_str()) => {
+                    heard.of_another_set(event.server_address.to_string(), want, answered_for)
+                }
+                _ => heard.answered(),
+            }
+        }
         SdamEvent::ServerHeartbeatFailed(event) => {
             heard.failed(event.server_address.to_string(), &event.failure)
         }

@@ -1,9 +1,10 @@
 //! Whether any member of the set has answered yet, and what the driver heard instead.
 //!
 //! A set that is not there is the first thing a new user meets: the compose set not started,
-//! a URI pointing at the wrong host. The driver then says nothing until server selection
-//! times out, and then all of its topology. mabel says so once, in one line, after
-//! `--retry-wait`: no member of the set answers at these hosts, and how to start one.
+//! a URI pointing at the wrong host or naming the wrong set. The driver then says nothing
+//! until server selection times out, and then all of its topology. mabel says so once, in one
+//! line, after `--retry-wait`: no member of the set answers at these hosts, and what each
+//! said instead (refused, timed out, a member of another set), and how to start one.
 //!
 //! It also lets a first Ctrl-C stop at once while no member has answered: no insert can have
 //! been sent before a member answered (the driver selects a server only from the replies of
@@ -47,6 +48,16 @@ impl Contact {
     /// A member's monitor could not reach it.
     pub fn failed(&self, address: String, error: &mongodb::error::Error) {
         let reason = wording::reason(&error.to_string());
+        self.lock().failures.insert(address, reason);
+    }
+
+    /// A server answered at `address`, but not as a member of the set `want`: a URI with the
+    /// wrong `replicaSet`, or a server of no set at all. The driver sends it nothing.
+    pub fn of_another_set(&self, address: String, want: &str, answered_for: Option<&str>) {
+        let reason = match answered_for {
+            Some(other) => format!("a member of set {other:?}, not {want:?}"),
+            None => format!("a server of no set, not of {want:?}"),
+        };
         self.lock().failures.insert(address, reason);
     }
 
@@ -155,6 +166,13 @@ mod tests {
         contact.sending();
         assert!(!contact.nothing_sent());
         let contact = Contact::default();
+        contact.of_another_set("a:1".to_string(), "rs0", Some("other"));
+        assert!(
+            contact.nothing_sent(),
+            "a server of another set is sent nothing"
+        );
+        assert!(silence(&["a:1".to_string()], &contact.lock().failures)
+            .contains(" at a:1 (a member of set \"other\", not \"rs0\"); "));
         contact.answered();
         assert!(!contact.nothing_sent());
         assert!(contact.wait_for_answer(Duration::from_secs(60)));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::mabel::Mabel;
 use crate::support::spool_file::{waiting_in, Scratch};
+use mabel_sim::ReplicaSet;
 
 const WATCHDOG: Duration = Duration::from_secs(30);
 
@@ -181,4 +182,41 @@ fn a_first_ctrl_c_with_a_spool_says_the_breath_waits_there() {
     let waiting = waiting_in(&spool);
     assert!(waiting.len() > 1, "{waiting:?}");
     assert_eq!(waiting[0].to_hex(), id, "the oldest is the one in flight");
+}
+
+/// A set that answers under another name (a URI with the wrong `replicaSet`): the driver sends
+/// it nothing, so mabel says so in its one line, naming the set that did answer, and a first
+/// Ctrl-C stops at once, as for no set at all.
+#[test]
+fn a_set_of_another_name_is_named_and_a_first_ctrl_c_stops_at_once() {
+    let set = ReplicaSet::start();
+    let hosts = set.hosts();
+    let name = set.uri();
+    let name = name
+        .split("replicaSet=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .expect("the set's name in its URI");
+    let uri = format!("mongodb://{}/?replicaSet=wrong", hosts.join(","));
+    let args = ["run", "--retry-wait", "0.5", "--interval", "0.1"];
+    let mut mabel = Mabel::start(&uri, &args);
+
+    let (line, _) = mabel.wait_for_stderr("no member of the set answers", WATCHDOG);
+    let expected = format!(
+        "no member of the set answers at {} (all 3: a member of set \"{name}\", not \"wrong\"); ",
+        hosts.join(", ")
+    );
+    assert!(line.contains(&expected), "{line}");
+
+    let signalled = Instant::now();
+    mabel.signal("INT");
+    let outcome = mabel.finish(WATCHDOG);
+    assert!(signalled.elapsed() < Duration::from_secs(1), "{outcome:#?}");
+    assert_eq!(outcome.code, Some(130), "{outcome:#?}");
+    let last = outcome.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: stopped by SIGINT before any member of the set answered: "),
+        "{last}"
+    );
+    assert!(set.documents("mabel", "breaths").is_empty());
 }
