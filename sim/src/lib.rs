@@ -31,8 +31,10 @@
 //! takeovers (all members have priority 1, and catch-up is instant), initial sync, tag sets,
 //! arbiters, reconfiguration, an oplog that runs out, partitions other than one member cut
 //! off from both others, the `NoWritesPerformed` label, time-series buckets (measurements are
-//! kept as inserted) and view pipelines, and the overload labels of 8.2 and later (a 7.0
-//! server never sends them). How long a restart and an index build take are guesses from the
+//! kept as inserted) and view pipelines, the overload labels of 8.2 and later (a 7.0
+//! server never sends them), sync sources (so not the faster heartbeat of a member without
+//! one), and a step-down held up by an insert parked with its lock by
+//! `hangWithLockDuringBatchInsert` without `shouldCheckForInterrupt`. How long a restart and an index build take are guesses from the
 //! server's code, not measurements. Set `FAKE_RS_LOG=1` to print every command each member
 //! receives to stderr.
 
